@@ -1,0 +1,128 @@
+"""HIE's exception tree. Catch ``HIEError`` to catch everything the engine raises on purpose.
+
+::
+
+    HIEError
+    +-- ConfigError                 a production, setting or rule is wrong
+    |   +-- ProductionError         every problem of one production file, collected
+    +-- MessageError                a message cannot be read or used
+    |   +-- HL7ParseError           malformed HL7 v2 (no MSH, bad delimiters, ...)
+    +-- AdapterError                talking to the outside world failed
+    |   +-- MLLPFramingError        bytes on an MLLP connection are not a valid frame
+    |   +-- DeliveryError           a peer refused or never acknowledged a message
+    +-- RequestError                a request between hosts failed
+    |   +-- RequestTimeoutError     no reply within the caller's timeout
+    |   +-- SelfRequestError        a synchronous request to the caller's own item
+    +-- StoreError                  the message store cannot save or load
+
+``SkipMessage`` and ``Retry`` are control flow raised by hosts and hooks, not errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class HIEError(Exception):
+    """Root of every error HIE raises on purpose."""
+
+
+class ConfigError(HIEError):
+    """A production, an item setting or a rule is wrong."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found while loading a production: where it is and what to do."""
+
+    file: str
+    line: int | None
+    item: str | None
+    message: str
+    suggestion: str | None = None
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        item = f" item {self.item!r}:" if self.item else ""
+        hint = f" ({self.suggestion})" if self.suggestion else ""
+        return f"{where}:{item} {self.message}{hint}"
+
+
+class ProductionError(ConfigError):
+    """Every problem of a production file, reported together."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in production:\n{lines}")
+
+
+class MessageError(HIEError):
+    """A message cannot be read or used."""
+
+    def __init__(self, reason: str, *, message_id: str | None = None) -> None:
+        self.reason = reason
+        self.message_id = message_id
+        suffix = f" (message {message_id})" if message_id else ""
+        super().__init__(f"{reason}{suffix}")
+
+
+class HL7ParseError(MessageError):
+    """Malformed HL7 v2: the reason names the segment and field where it can."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        message_id: str | None = None,
+        segment: str | None = None,
+        field: int | None = None,
+    ) -> None:
+        self.segment = segment
+        self.field = field
+        super().__init__(reason, message_id=message_id)
+
+
+class AdapterError(HIEError):
+    """Talking to the outside world failed."""
+
+
+class MLLPFramingError(AdapterError):
+    """Bytes on an MLLP connection are not a valid frame."""
+
+
+class DeliveryError(AdapterError):
+    """A peer refused, or never acknowledged, a message."""
+
+
+class RequestError(HIEError):
+    """A request from one host to another failed."""
+
+
+class RequestTimeoutError(RequestError):
+    """No reply arrived within the caller's timeout; a late reply is recorded, not delivered."""
+
+
+class SelfRequestError(RequestError):
+    """A synchronous request to the caller's own item, which would deadlock its worker pool."""
+
+
+class StoreError(HIEError):
+    """The message store cannot save or load."""
+
+
+class SkipMessage(Exception):  # noqa: N818 - control flow, not an error
+    """Raised by a host or hook to stop processing a message on purpose; stored as skipped."""
+
+    def __init__(self, reason: str = "skipped") -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class Retry(Exception):  # noqa: N818 - control flow, not an error
+    """Raised by a host or hook to process the message again after ``delay`` seconds."""
+
+    def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
+        self.reason = reason
+        self.delay = delay
+        super().__init__(reason)

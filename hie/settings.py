@@ -1,0 +1,71 @@
+"""The one Settings object: every ``HIE_*`` environment variable, validated once.
+
+Only this module reads ``os.environ``; everything else receives a ``Settings`` through its
+constructor. Tests build their own ``Settings(...)`` instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    """Engine-wide settings, from ``HIE_*`` variables or an optional ``.env`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="HIE_", env_file=".env", extra="ignore")
+
+    broker_url: str = DEFAULT_BROKER_URL
+    result_backend: str | None = Field(
+        default=None, description="Celery result backend; the broker when it is Redis."
+    )
+    database_url: str = "sqlite:///var/hie.db"
+    home: Path = Path("var")
+    log_level: str = "INFO"
+    # Start a private redis-server from a package when the default broker does not answer.
+    embedded_broker: bool = True
+    # Seconds a Redis-delivered task may stay unacknowledged before the broker redelivers it.
+    visibility_timeout: int = 3600
+    # Seconds any broker round trip may block before it fails (never block forever).
+    broker_socket_timeout: float = 5.0
+
+    @field_validator("broker_url")
+    @classmethod
+    def _known_broker(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0]
+        if scheme not in {"redis", "rediss", "amqp", "amqps", "pyamqp", "redis+socket"}:
+            raise ValueError(
+                f"HIE_BROKER_URL scheme {scheme!r} is not supported; use redis:// or amqp://"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _default_result_backend(self) -> Settings:
+        if self.result_backend is None and self.broker_is_redis:
+            self.result_backend = self.broker_url
+        return self
+
+    @property
+    def broker_is_redis(self) -> bool:
+        """True when the broker speaks the Redis protocol (priority order is inverted there)."""
+        return self.broker_url.startswith(("redis", "rediss"))
+
+    @property
+    def uses_default_broker(self) -> bool:
+        """True when the broker URL was left at its default (an embedded one may be started)."""
+        return self.broker_url == DEFAULT_BROKER_URL
+
+    def resolved_database_url(self) -> str:
+        """The store URL; a relative SQLite path is resolved from the working directory."""
+        return self.database_url
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
