@@ -1,0 +1,199 @@
+"""The ``manage.py`` / ``hie`` commands (see CONTRACT.md). Exit 0 ok, 1 explained failure, 2 usage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from hie.errors import ConfigError, HIEError, ProductionError
+from hie.settings import Settings, get_settings
+
+log = logging.getLogger("hie")
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _production(path: str) -> Any:
+    from hie.config.loader import load_production
+
+    return load_production(path)
+
+
+def open_store(settings: Settings) -> Any:
+    """The message store for ``settings``, migrated to the current schema."""
+    from hie.store import MessageStore
+
+    store = MessageStore(settings.database_url)
+    store.migrate()
+    return store
+
+
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    """Load and check a production; print its items and graph."""
+    try:
+        production = _production(args.file)
+    except ProductionError as exc:
+        if args.json:
+            print(json.dumps({"ok": False, "problems": [p.__dict__ for p in exc.problems]}, indent=2))
+        else:
+            print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+            for problem in exc.problems:
+                print(f"  {problem}", file=sys.stderr)
+        return 1
+    items = []
+    for item in production.items:
+        host_class = production.host_class(item.name)
+        items.append({
+            "name": item.name, "class": item.class_name, "kind": host_class.kind,
+            "enabled": item.enabled, "pool": item.pool, "pool_size": item.pool_size,
+            "targets": item.targets,
+        })
+    if args.json:
+        print(json.dumps({"ok": True, "production": production.name, "items": items}, indent=2))
+        return 0
+    print(f"production {production.name}: {len(items)} item(s), valid")
+    for it in items:
+        state = "" if it["enabled"] else " (disabled)"
+        workers = "" if it["kind"] == "service" else f" [{it['pool']} x{it['pool_size']}]"
+        print(f"  {it['kind']:<9} {it['name']}: {it['class']}{workers}{state}")
+    print("graph:")
+    for source, target in production.edges():
+        print(f"  {source} -> {target}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the Celery worker(s) of one item with its pool and pool_size."""
+    from hie.broker import ensure_broker
+    from hie.celery_app import create_app
+    from hie.tasks.register import install_lifecycle, make_dispatcher, register_production
+    from hie.tasks.routing import queue_name
+
+    production = _production(args.file)
+    item = production.item(args.item)
+    if production.host_class(item.name).kind == "service":
+        print(f"item {item.name!r} is a business service; it runs in `gateway`, not `worker`", file=sys.stderr)
+        return 1
+    ensure_broker(settings)
+    app = create_app(settings)
+    dispatcher = make_dispatcher(app, production, settings, open_store(settings))
+    runtimes = register_production(app, production, dispatcher, only=[item.name])
+    pool = args.pool or item.pool
+    size = args.concurrency or item.pool_size
+    install_lifecycle(runtimes, pool=pool, run_dir=settings.home / "run" / production.name / item.name)
+    argv = [
+        "worker", "-Q", queue_name(production.name, item.name), "-P", pool, "-c", str(size),
+        "-n", f"{item.name}@{production.name}.%h", "--loglevel", settings.log_level, "-E",
+        "--without-gossip", "--without-mingle",
+    ]
+    app.worker_main(argv)
+    return 0
+
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(0.5):
+        pass
+
+
+def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the inbound services of a production until SIGINT/SIGTERM."""
+    from hie.broker import ensure_broker
+    from hie.celery_app import create_app
+    from hie.services import ServiceRunner
+    from hie.tasks.register import make_dispatcher
+
+    production = _production(args.file)
+    ensure_broker(settings)
+    app = create_app(settings)
+    dispatcher = make_dispatcher(app, production, settings, open_store(settings))
+    runner = ServiceRunner(production, dispatcher)
+    runner.start()
+    print(f"gateway for {production.name}: {len(runner.services)} service(s) running", flush=True)
+    try:
+        _wait_for_signal()
+    finally:
+        runner.stop()
+    return 0
+
+
+def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the whole production in the foreground, supervised, until Ctrl-C."""
+    from hie.broker import ensure_broker
+    from hie.manager import Supervisor
+
+    production = _production(args.file)
+    ensure_broker(settings)
+    supervisor = Supervisor(production, Path(args.file), settings)
+    supervisor.run_foreground()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Set up and run the demo production (what `make demo` runs)."""
+    from hie.demo import run_demo
+
+    return run_demo(settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command."""
+    parser = argparse.ArgumentParser(prog="hie", description="HIE: run and manage productions.")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING ...")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="load and check a production; print its items and graph")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("worker", help="run the Celery worker(s) of one item")
+    p.add_argument("file")
+    p.add_argument("item")
+    p.add_argument("--pool", choices=["prefork", "threads", "solo"], help="override the item's pool")
+    p.add_argument("--concurrency", type=int, help="override the item's pool_size")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("gateway", help="run the inbound services of a production")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_gateway)
+
+    p = sub.add_parser("start", help="run the whole production, supervised, in the foreground")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_start)
+
+    p = sub.add_parser("demo", help="set up and run the demo production")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``manage.py`` and the ``hie`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    logging.basicConfig(
+        level=(args.log_level or settings.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args, settings))
+    except ProductionError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except (ConfigError, HIEError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""The message a host is handling right now, per thread (threads pools share one host instance)."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Literal
+
+from hie.messages import Envelope
+
+Phase = Literal["message", "request", "response", "complete"]
+
+
+@dataclass
+class CallContext:
+    """What the framework knows about the message in hand while a host hook runs."""
+
+    envelope: Envelope | None
+    phase: Phase = "message"
+    #: Async requests made during ``on_request``; sent as one chord once it returns.
+    pending: list[Envelope] = field(default_factory=list)
+    #: Set by ``defer_response()``: the reply will be sent later under this token.
+    deferred_token: str | None = None
+
+
+current_call: ContextVar[CallContext | None] = ContextVar("hie_current_call", default=None)

@@ -1,0 +1,53 @@
+"""Built-in host names (and IRIS class names) -> host classes; dotted paths for user classes."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from hie.errors import ConfigError
+
+if TYPE_CHECKING:
+    from hie.hosts.base import Host
+
+#: Names usable in a production's ``class:``; values are import paths, loaded on first use.
+BUILTIN_HOSTS: dict[str, str] = {
+    "RoutingEngine": "hie.hosts.router:RoutingEngine",
+    "HL7RoutingEngine": "hie.hosts.router:HL7RoutingEngine",
+    "FileService": "hie.hosts.file:FileService",
+    "FileOperation": "hie.hosts.file:FileOperation",
+}
+
+
+def register_host(name: str, path: str) -> None:
+    """Make ``name`` usable as a production ``class:`` for the class at ``path``."""
+    BUILTIN_HOSTS[name] = path
+
+
+def _import(path: str) -> object:
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ImportError(f"{path!r} is not a dotted path")
+    obj: object = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def resolve_host_class(name: str) -> type[Host]:
+    """The host class for a built-in name or a dotted path; ``ConfigError`` if there is none."""
+    from hie.hosts.base import Host
+
+    path = BUILTIN_HOSTS.get(name, name)
+    try:
+        obj = _import(path)
+    except (ImportError, AttributeError, ValueError) as exc:
+        known = ", ".join(sorted(BUILTIN_HOSTS))
+        raise ConfigError(
+            f"unknown host class {name!r} ({exc}); built-in hosts are: {known}"
+        ) from exc
+    if not (isinstance(obj, type) and issubclass(obj, Host)):
+        raise ConfigError(f"{name!r} is not a Host subclass")
+    return obj

@@ -1,0 +1,159 @@
+"""Production and Item: the validated definition of what runs, and its item graph.
+
+A production is a set of items (business services, processes and operations) joined by targets.
+``Production.check()`` resolves every item's host class and validates its settings, collecting
+every problem (file, line, item, what is wrong, what to do) into one ``ProductionError``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hie.errors import ConfigError, Problem, ProductionError
+
+if TYPE_CHECKING:
+    from hie.hosts.base import Host
+
+Pool = Literal["prefork", "threads", "solo"]
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+class Item(BaseModel):
+    """One item of a production: a host class, its targets, its workers and its settings."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str
+    class_name: str = Field(alias="class")
+    enabled: bool = True
+    targets: list[str] = Field(default_factory=list)
+    pool: Pool = "prefork"
+    pool_size: int = Field(default=1, ge=1, le=256)
+    #: Strict order through this item, even across failures (IRIS PoolSize=1 semantics).
+    fifo: bool = False
+    #: Default priority (0-9, 9 most urgent) of the messages this item sends.
+    priority: int | None = Field(default=None, ge=0, le=9)
+    hooks: list[str] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    category: str | None = None
+    comment: str | None = None
+    #: Where the item was defined: kept for error messages, never written out.
+    line: int | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"item name {value!r} may only contain letters, digits, '_', '.', '-'"
+            )
+        return value
+
+
+class Production(BaseModel):
+    """A whole production: items, production-wide hooks and where it was loaded from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    items: list[Item] = Field(default_factory=list)
+    hooks: list[str] = Field(default_factory=list)
+    description: str | None = None
+    #: The file it came from, for error messages.
+    source: str | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"production name {value!r} may only contain letters, digits, '_', '.', '-'"
+            )
+        return value
+
+    def item(self, name: str) -> Item:
+        """The item called ``name``; ``ConfigError`` naming the known items otherwise."""
+        for item in self.items:
+            if item.name == name:
+                return item
+        known = ", ".join(i.name for i in self.items) or "none"
+        raise ConfigError(f"production {self.name!r} has no item {name!r} (items: {known})")
+
+    def host_class(self, name: str) -> type[Host]:
+        """The host class of item ``name``."""
+        from hie.hosts.registry import resolve_host_class
+
+        return resolve_host_class(self.item(name).class_name)
+
+    def edges(self) -> list[tuple[str, str]]:
+        """Every (item, target) pair of the graph, in definition order."""
+        return [(item.name, target) for item in self.items for target in item.targets]
+
+    def check(self, lines: dict[tuple[str, ...], int] | None = None) -> None:
+        """Resolve classes, validate settings and targets; raise one ``ProductionError`` for all."""
+        problems = collect_problems(self, lines or {})
+        if problems:
+            raise ProductionError(problems)
+
+
+def collect_problems(
+    production: Production,
+    lines: dict[tuple[str, ...], int],
+    *,
+    indices: list[int] | None = None,
+    names: set[str] | None = None,
+) -> list[Problem]:
+    """Every problem of ``production``: duplicates, unknown classes, targets and bad settings.
+
+    ``indices`` are the items' positions in the file (when some items were left out because they
+    did not validate) and ``names`` every item name in the file, so lines and targets stay right.
+    """
+    from hie.hosts.registry import resolve_host_class
+
+    source = production.source or "<production>"
+    problems: list[Problem] = []
+    seen: dict[str, int | None] = {}
+    names = names if names is not None else {item.name for item in production.items}
+    positions = indices if indices is not None else list(range(len(production.items)))
+    for index, item in zip(positions, production.items, strict=True):
+        where = item.line
+        if item.name in seen:
+            problems.append(
+                Problem(source, where, item.name, "duplicate item name",
+                        f"first defined at line {seen[item.name]}; item names must be unique")
+            )
+        seen.setdefault(item.name, where)
+        try:
+            host_class = resolve_host_class(item.class_name)
+        except ConfigError as exc:
+            line = lines.get(("items", str(index), "class"), where)
+            problems.append(Problem(source, line, item.name, str(exc),
+                                    "use a built-in host name or a dotted path to a Host class"))
+            host_class = None
+        for target in item.targets:
+            if target not in names:
+                line = lines.get(("items", str(index), "targets"), where)
+                problems.append(Problem(source, line, item.name, f"unknown target {target!r}",
+                                        f"known items: {', '.join(sorted(names))}"))
+        if host_class is not None:
+            problems.extend(_settings_problems(source, index, item, host_class, lines))
+    return problems
+
+
+def _settings_problems(
+    source: str, index: int, item: Item, host_class: type[Host], lines: dict[tuple[str, ...], int]
+) -> list[Problem]:
+    try:
+        host_class.Settings.model_validate(item.settings)
+    except ValidationError as exc:
+        out = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            line = lines.get(("items", str(index), "settings", str(err["loc"][0])), item.line)
+            out.append(Problem(source, line, item.name, f"setting {key!r}: {err['msg']}",
+                               f"see {host_class.__name__}.Settings for the allowed settings"))
+        return out
+    return []

@@ -1,0 +1,231 @@
+"""HostTask: the Celery base task that runs hooks and the host for one production item.
+
+Celery builds a task object once per process, so the host instance lives on it: ``on_init`` and
+``on_start`` run once per worker process, lazily or from the worker's process-init signal.
+Only ids and small envelopes travel; the task body stays as thin as a web view.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from celery import Task
+
+from hie.errors import Retry, SkipMessage
+from hie.hooks import HookChain
+from hie.hosts.context import CallContext, current_call
+from hie.hosts.process import BusinessProcess, ErrorResponse
+from hie.messages import Envelope
+from hie.tasks.routing import DEFERRED, FAILED, deferred_marker, failed_marker
+
+if TYPE_CHECKING:
+    from hie.hosts.base import Host
+    from hie.production import Item, Production
+    from hie.tasks.routing import Dispatcher
+
+log = logging.getLogger(__name__)
+
+#: How often an ``on_response`` waiting for a deferred reply looks again (seconds).
+DEFERRED_POLL = 0.2
+
+
+@dataclass
+class ItemRuntime:
+    """Everything a task needs about its item, built once per process by ``register``."""
+
+    production: Production
+    item: Item
+    host_class: type[Host]
+    hooks: HookChain
+    dispatcher: Dispatcher
+    _host: Host | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def host(self) -> Host:
+        """The host instance of this process, created (on_init, on_start) on first use."""
+        if self._host is None:
+            with self._lock:
+                if self._host is None:
+                    host = self.host_class(self.item, self.production, dispatcher=self.dispatcher)
+                    host.on_init()
+                    host.on_start()
+                    self._host = host
+        return self._host
+
+    def shutdown(self) -> None:
+        """Stop and tear down the host of this process, if it was started."""
+        with self._lock:
+            host, self._host = self._host, None
+        if host is not None:
+            try:
+                host.on_stop()
+            finally:
+                host.on_tear_down()
+
+
+class HostTask(Task):  # type: ignore[misc]
+    """Base task of every item: load the envelope, run hooks around the host, record the hop."""
+
+    acks_late = True
+    reject_on_worker_lost = True
+    runtime: ItemRuntime
+
+    @property
+    def tracker(self) -> Any:
+        return self.runtime.dispatcher.tracker
+
+    def handle(self, wire: dict[str, Any], first_attempt: float | None) -> Any:
+        """Run the item's host for one message and return the reply for the broker."""
+        envelope = Envelope.from_wire(wire)
+        item = self.runtime.item.name
+        first_attempt = first_attempt or time.time()
+        if self.tracker and self.tracker.already_delivered(envelope, item):
+            # A redelivered task whose first run completed: never deliver twice.
+            log.info("message %s already completed by %s; skipping redelivery", envelope.message_id, item)
+            return None
+        if self.tracker:
+            self.tracker.started(envelope, item, self.request.retries or 0)
+        started = time.perf_counter()
+        host = self.runtime.host
+        call = CallContext(envelope=envelope, phase="request" if isinstance(host, BusinessProcess) else "message")
+        token = current_call.set(call)
+        try:
+            with self.runtime.hooks.processing(host, envelope) as outcome:
+                outcome.reply = host._dispatch(envelope)
+        except SkipMessage as exc:
+            if self.tracker:
+                self.tracker.skipped(envelope, item, exc.reason)
+            return None
+        except Retry as exc:
+            return self._retry(envelope, wire, first_attempt, exc, started, exc.delay)
+        except Exception as exc:  # noqa: BLE001 - every host error becomes an outcome
+            if host.retry_on_error:
+                return self._retry(envelope, wire, first_attempt, exc, started, None)
+            return self._fail(envelope, exc, started)
+        finally:
+            current_call.reset(token)
+        return self._finish(envelope, call, outcome.reply, started)
+
+    def _finish(self, envelope: Envelope, call: CallContext, reply: Any, started: float) -> Any:
+        item = self.runtime.item.name
+        ms = (time.perf_counter() - started) * 1000
+        if call.pending:
+            token = self.runtime.dispatcher.send_with_responses(item, envelope, call.pending)
+            if self.tracker:
+                self.tracker.completed(envelope, item, None, ms)
+            return deferred_marker(token)
+        reply_env = envelope.reply(reply, source=item) if reply is not None else None
+        if self.tracker:
+            self.tracker.completed(envelope, item, reply_env, ms)
+            self.tracker.delivered(envelope, item)
+        if call.deferred_token is not None:
+            return deferred_marker(call.deferred_token)
+        return reply_env.to_wire() if reply_env is not None else None
+
+    def _retry(
+        self,
+        envelope: Envelope,
+        wire: dict[str, Any],
+        first_attempt: float,
+        exc: BaseException,
+        started: float,
+        delay: float | None,
+    ) -> Any:
+        settings = self.runtime.host.settings
+        elapsed = time.time() - first_attempt
+        timeout = settings.failure_timeout
+        if timeout >= 0 and elapsed >= timeout:
+            return self._fail(envelope, exc, started)
+        if self.tracker:
+            self.tracker.failed(
+                envelope, self.runtime.item.name, _describe(exc),
+                (time.perf_counter() - started) * 1000, final=False,
+            )
+        countdown = settings.retry_interval if delay is None else delay
+        raise self.retry(
+            args=(wire,), kwargs={"first_attempt": first_attempt},
+            countdown=countdown, max_retries=None, exc=exc,
+        )
+
+    def _fail(self, envelope: Envelope, exc: BaseException, started: float) -> Any:
+        item = self.runtime.item.name
+        text = _describe(exc)
+        if self.tracker:
+            self.tracker.failed(envelope, item, text, (time.perf_counter() - started) * 1000, final=True)
+        log.error("item %s failed message %s: %s", item, envelope.message_id, text)
+        if envelope.headers.get("hie-await") == "async":
+            # The caller's on_response must still run (with an ErrorResponse) so its chord joins.
+            return failed_marker(item, str(envelope.message_id), text)
+        raise exc
+
+    # -- business process callbacks -------------------------------------------------------------
+    def handle_response(self, reply: Any, request: dict[str, Any], call: dict[str, Any], deadline: float | None) -> Any:
+        """Run the process's ``on_response`` for one async reply (waiting out a deferral)."""
+        deadline = deadline or time.time() + self.runtime.host.settings.response_timeout
+        if isinstance(reply, dict) and DEFERRED in reply:
+            value = self.runtime.dispatcher.ready(reply[DEFERRED])
+            if value is None:
+                if time.time() > deadline:
+                    value = failed_marker(call.get("target") or "?", call["message_id"], "deferred reply timed out")
+                else:
+                    raise self.retry(
+                        args=(reply,), kwargs={"request": request, "call": call, "deadline": deadline},
+                        countdown=DEFERRED_POLL, max_retries=None,
+                    )
+            reply = value
+        request_env = Envelope.from_wire(request)
+        response = _response_payload(reply)
+        host = self.runtime.host
+        assert isinstance(host, BusinessProcess)
+        token = current_call.set(CallContext(envelope=request_env, phase="response"))
+        try:
+            return _to_wire_value(host.on_response(request_env.payload(), response), request_env, host.item_name)
+        finally:
+            current_call.reset(token)
+
+    def handle_complete(self, results: list[Any], request: dict[str, Any]) -> Any:
+        """Run the process's ``on_complete`` once every async reply is in; its reply is final."""
+        request_env = Envelope.from_wire(request)
+        host = self.runtime.host
+        assert isinstance(host, BusinessProcess)
+        responses = [_response_payload(r) for r in results]
+        token = current_call.set(CallContext(envelope=request_env, phase="complete"))
+        try:
+            reply = host.on_complete(request_env.payload(), responses)
+        finally:
+            current_call.reset(token)
+        if reply is None:
+            return None
+        reply_env = request_env.reply(reply, source=host.item_name)
+        if self.tracker and self.tracker.store is not None:
+            self.tracker.store.save(reply_env, status="completed", item=host.item_name, event="reply")
+        return reply_env.to_wire()
+
+
+def _response_payload(value: Any) -> Any:
+    """Turn what a target task returned into what ``on_response``/``on_complete`` receive."""
+    if value is None:
+        return None
+    if isinstance(value, dict) and FAILED in value:
+        return ErrorResponse(item=value["item"], error=value[FAILED], message_id=value["message_id"])
+    if isinstance(value, dict) and "message_id" in value and "body_type" in value:
+        return Envelope.from_wire(value).payload()
+    return value
+
+
+def _to_wire_value(value: Any, request: Envelope, item: str) -> Any:
+    """A value ``on_response`` returned, made JSON-ready for the chord's result list."""
+    if value is None:
+        return None
+    return request.reply(value, source=item).to_wire()
+
+
+def _describe(exc: BaseException) -> str:
+    notes = "; ".join(getattr(exc, "__notes__", []) or [])
+    text = f"{type(exc).__name__}: {exc}"
+    return f"{text} ({notes})" if notes else text

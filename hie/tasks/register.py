@@ -1,0 +1,126 @@
+"""One Celery task per business process / operation, bound to the item's own queue.
+
+A business process also gets ``.on_response`` and ``.on_complete`` tasks on the same queue, which
+carry its asynchronous replies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from celery import signals
+
+from hie.hooks import HookChain, load_hook
+from hie.tasks.base import HostTask, ItemRuntime
+from hie.tasks.routing import Dispatcher, item_queue, queue_name
+from hie.tasks.tracking import Tracker
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from hie.production import Item, Production
+    from hie.settings import Settings
+    from hie.tasks.tracking import StoreLike
+
+
+def task_items(production: Production) -> list[Item]:
+    """The items that run as Celery tasks (processes and operations, enabled or not)."""
+    return [i for i in production.items if production.host_class(i.name).kind != "service"]
+
+
+def configure_queues(app: Celery, production: Production) -> None:
+    """Declare every item queue alike in this process, with each task routed to its queue."""
+    queues = [item_queue(production.name, i.name) for i in task_items(production)]
+    app.conf.task_queues = queues
+    app.conf.task_default_queue = queues[0].name if queues else "celery"
+    app.amqp.queues  # noqa: B018 - materialise the queue map with the new definitions
+
+
+def make_dispatcher(
+    app: Celery, production: Production, settings: Settings, store: StoreLike | None = None
+) -> Dispatcher:
+    """The dispatcher for ``production`` in this process."""
+    configure_queues(app, production)
+    return Dispatcher(app, production, redis=settings.broker_is_redis, tracker=Tracker(store))
+
+
+def register_production(
+    app: Celery,
+    production: Production,
+    dispatcher: Dispatcher,
+    *,
+    only: list[str] | None = None,
+) -> dict[str, ItemRuntime]:
+    """Register the tasks of ``production``'s items (or only those named); return runtimes."""
+    runtimes: dict[str, ItemRuntime] = {}
+    for item in task_items(production):
+        if only is not None and item.name not in only:
+            continue
+        hooks = HookChain([load_hook(p) for p in [*production.hooks, *item.hooks]])
+        runtime = ItemRuntime(
+            production=production,
+            item=item,
+            host_class=production.host_class(item.name),
+            hooks=hooks,
+            dispatcher=dispatcher,
+        )
+        _register_item(app, runtime)
+        runtimes[item.name] = runtime
+    return runtimes
+
+
+def _register_item(app: Celery, runtime: ItemRuntime) -> None:
+    name = queue_name(runtime.production.name, runtime.item.name)
+    options: dict[str, Any] = {"bind": True, "base": HostTask, "queue": name, "runtime": runtime}
+
+    @app.task(name=name, **options)  # type: ignore[misc]
+    def run_item(self: HostTask, wire: dict[str, Any], first_attempt: float | None = None) -> Any:
+        return self.handle(wire, first_attempt)
+
+    if runtime.host_class.kind == "process":
+
+        @app.task(name=f"{name}.on_response", **options)  # type: ignore[misc]
+        def on_response(
+            self: HostTask, reply: Any, request: dict[str, Any], call: dict[str, Any],
+            deadline: float | None = None,
+        ) -> Any:
+            return self.handle_response(reply, request, call, deadline)
+
+        @app.task(name=f"{name}.on_complete", **options)  # type: ignore[misc]
+        def on_complete(self: HostTask, results: list[Any], request: dict[str, Any]) -> Any:
+            return self.handle_complete(results, request)
+
+
+def install_lifecycle(runtimes: dict[str, ItemRuntime], *, pool: str, run_dir: Path | None) -> None:
+    """Start hosts in the processes that run tasks, stop them at exit, and announce readiness.
+
+    Prefork runs tasks in forked children (``worker_process_init``); threads and solo run them in
+    the worker process itself (``worker_init``).
+    """
+
+    def start_hosts(**_: Any) -> None:
+        for runtime in runtimes.values():
+            runtime.host  # noqa: B018 - on_init + on_start
+
+    def stop_hosts(**_: Any) -> None:
+        for runtime in runtimes.values():
+            runtime.shutdown()
+
+    if pool == "prefork":
+        signals.worker_process_init.connect(start_hosts, weak=False)
+        signals.worker_process_shutdown.connect(stop_hosts, weak=False)
+    else:
+        signals.worker_ready.connect(start_hosts, weak=False)
+        signals.worker_shutdown.connect(stop_hosts, weak=False)
+
+    if run_dir is not None:
+
+        def announce(**_: Any) -> None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            info = {"pid": os.getpid(), "items": sorted(runtimes), "pool": pool}
+            (run_dir / f"worker.{os.getpid()}.ready").write_text(json.dumps(info))
+
+        signals.worker_ready.connect(announce, weak=False)

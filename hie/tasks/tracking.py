@@ -1,0 +1,95 @@
+"""Tracker: records each hop's status and events in the message store (no store, no record).
+
+One place where the task layer talks to the store, so ``HostTask`` stays thin and the store's
+schema can change without touching the tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from hie.messages import Envelope
+
+log = logging.getLogger(__name__)
+
+
+class StoreLike(Protocol):
+    """The part of ``hie.store.MessageStore`` the task layer uses."""
+
+    def save(self, envelope: Envelope, **fields: Any) -> None: ...
+
+    def set_status(self, message_id: Any, status: str, **fields: Any) -> None: ...
+
+    def record_event(self, message_id: Any, event: str, **fields: Any) -> None: ...
+
+    def mark_delivered(self, message_id: Any, target: str) -> bool: ...
+
+    def is_delivered(self, message_id: Any, target: str) -> bool: ...
+
+
+class Tracker:
+    """Writes statuses and events for the messages a process publishes and handles."""
+
+    def __init__(self, store: StoreLike | None) -> None:
+        self.store = store
+
+    def queued(self, envelope: Envelope) -> None:
+        """A message is about to be published to its target's queue."""
+        if self.store is not None:
+            self.store.save(envelope, status="queued", item=envelope.target, event="queued")
+
+    def started(self, envelope: Envelope, item: str, attempt: int) -> None:
+        """A worker took the message."""
+        if self.store is not None:
+            self.store.set_status(
+                envelope.message_id, "in_progress", item=item, event="started",
+                detail=f"attempt {attempt + 1}", pid=os.getpid(),
+            )
+
+    def completed(self, envelope: Envelope, item: str, reply: Envelope | None, ms: float) -> None:
+        """The host handled the message; its reply (if any) is stored in the same session."""
+        if self.store is None:
+            return
+        if reply is not None:
+            self.store.save(reply, status="completed", item=item, event="reply")
+        self.store.set_status(
+            envelope.message_id, "completed", item=item, event="completed",
+            duration_ms=ms, pid=os.getpid(),
+        )
+
+    def failed(self, envelope: Envelope, item: str, error: str, ms: float, *, final: bool) -> None:
+        """The host raised; ``final`` when no retry follows."""
+        if self.store is None:
+            return
+        status, event = ("error", "failed") if final else ("queued", "retried")
+        self.store.set_status(
+            envelope.message_id, status, item=item, event=event, error=error,
+            duration_ms=ms, pid=os.getpid(),
+        )
+
+    def skipped(self, envelope: Envelope, item: str, reason: str) -> None:
+        """A host or hook raised SkipMessage."""
+        if self.store is not None:
+            self.store.set_status(
+                envelope.message_id, "skipped", item=item, event="skipped", detail=reason
+            )
+
+    def timed_out(self, request: Envelope) -> None:
+        """A synchronous caller gave up waiting; the reply, if it comes, is stored late."""
+        if self.store is not None:
+            self.store.record_event(
+                request.message_id, "request_timeout", item=request.source,
+                detail="caller stopped waiting; a later reply is recorded only",
+            )
+
+    def already_delivered(self, envelope: Envelope, item: str) -> bool:
+        """True when ``item`` already completed this message (a redelivered task)."""
+        return self.store is not None and self.store.is_delivered(envelope.message_id, item)
+
+    def delivered(self, envelope: Envelope, item: str) -> None:
+        """Remember that ``item`` completed this message, so a redelivery does not repeat it."""
+        if self.store is not None:
+            self.store.mark_delivered(envelope.message_id, item)
