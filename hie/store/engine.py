@@ -1,0 +1,150 @@
+"""One SQLAlchemy engine per process, tuned for the store's two backends.
+
+SQLite (the embedded default) allows one writer at a time, even in WAL mode. Every write
+transaction therefore starts with ``BEGIN IMMEDIATE``: it takes the write lock up front and waits
+up to ``busy_timeout`` for it, instead of starting as a reader and failing at once with
+``SQLITE_BUSY`` when it later tries to write. Reads start a plain deferred ``BEGIN`` and never
+block writers (WAL). PostgreSQL gets a normal pool with pre-ping.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+#: Execution option marking a connection that only reads (SQLite: deferred BEGIN).
+READ_ONLY = "hie_read_only"
+
+
+def is_sqlite(url: URL) -> bool:
+    """True for any ``sqlite`` URL."""
+    return url.get_backend_name() == "sqlite"
+
+
+def is_sqlite_memory(url: URL) -> bool:
+    """True for a private in-memory SQLite database (``sqlite://``, ``sqlite:///:memory:``)."""
+    return is_sqlite(url) and url.database in (None, "", ":memory:")
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    if is_sqlite_memory(url) or url.query.get("uri") or (url.database or "").startswith("file:"):
+        return None
+    return Path(url.database or "")
+
+
+def _install_sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin event emit BEGIN instead of the sqlite3 module, which would
+        # otherwise issue a deferred BEGIN we cannot make IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        # busy_timeout first: switching to WAL needs a lock another process may hold.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        if wal:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL loses at most the last transactions on power loss, never corrupts.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def build_engine(
+    url: URL,
+    *,
+    pool_size: int,
+    max_overflow: int,
+    busy_timeout_ms: int,
+    echo: bool,
+) -> Engine:
+    """A new engine for ``url`` with the store's connection settings."""
+    if not is_sqlite(url):
+        return create_engine(
+            url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, echo=echo
+        )
+    if is_sqlite_memory(url):
+        # One shared connection: only for tests and single-threaded tools.
+        engine = create_engine(
+            url,
+            poolclass=StaticPool,
+            connect_args={"check_same_thread": False},
+            echo=echo,
+        )
+        _install_sqlite_events(engine, busy_timeout_ms, wal=False)
+        return engine
+    path = _sqlite_file(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={"check_same_thread": False},
+        echo=echo,
+    )
+    _install_sqlite_events(engine, busy_timeout_ms, wal=True)
+    return engine
+
+
+class EngineHolder:
+    """Creates the engine on first use in each process.
+
+    A Celery prefork child inherits its parent's engine, whose pooled connections (sockets, SQLite
+    file handles) the parent may still use: sharing them corrupts both. The holder notices the
+    new pid and builds a fresh engine, dropping the inherited pool without closing the parent's
+    connections (``dispose(close=False)``, as SQLAlchemy's pooling guide recommends).
+    """
+
+    def __init__(self, url: URL, **options: Any) -> None:
+        self.url = url
+        self._options = options
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._pid = 0
+
+    def get(self) -> Engine:
+        """This process's engine."""
+        engine, pid = self._engine, os.getpid()
+        if engine is not None and self._pid == pid:
+            return engine
+        with self._lock:
+            if self._engine is not None and self._pid != pid:
+                self._engine.dispose(close=False)
+                self._engine = None
+            if self._engine is None:
+                self._engine = build_engine(self.url, **self._options)
+                self._pid = pid
+            return self._engine
+
+    def after_fork(self) -> None:
+        """Forget the inherited engine now (the next ``get`` builds this process's own)."""
+        with self._lock:
+            if self._engine is not None and self._pid != os.getpid():
+                self._engine.dispose(close=False)
+                self._engine = None
+
+    def dispose(self) -> None:
+        """Close this process's pooled connections; the next ``get`` opens new ones."""
+        with self._lock:
+            if self._engine is not None:
+                if self._pid == os.getpid():
+                    self._engine.dispose()
+                else:
+                    self._engine.dispose(close=False)
+                self._engine = None
+
+
+def parse_url(url: str | URL) -> URL:
+    """``make_url`` that accepts a URL object too."""
+    return make_url(url) if isinstance(url, str) else url

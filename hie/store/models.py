@@ -1,0 +1,202 @@
+"""The message store's tables, as SQLAlchemy 2.0 typed ORM classes.
+
+Four tables, one idea each:
+
+* ``messages``: one header row per message (ids, routing, MSH-9/MSH-10, status, ACK, attempts).
+* ``bodies``: message content, stored once and shared by every copy of the same content in a
+  session (a routing process sends one ADT to five targets: one body row, six header rows).
+* ``events``: the audit trail, append-only: what happened to a message, where, when, how long.
+* ``deliveries``: one row per (message, target) an operation has finished sending, so a task that
+  Celery delivers twice does not send twice.
+
+Rows stay inside ``hie.store``; callers get ``MessageHeader`` / ``EventRecord`` values instead.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: UUIDs are stored as their 36-character text form: portable and readable in a SQL console.
+ID_LENGTH = 36
+#: Item names, message types and control ids are short in practice; these bounds are generous.
+NAME_LENGTH = 200
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (a rowid alias), never a BIGINT one.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Status(StrEnum):
+    """Where a message is in its life. ``queued``, ``in_progress`` and ``suspended`` are unfinished."""
+
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    ERROR = "error"
+    SUSPENDED = "suspended"
+    DISCARDED = "discarded"
+    SKIPPED = "skipped"
+
+
+#: A session with any message in one of these states is never purged: someone may still act on it.
+UNFINISHED = (Status.QUEUED, Status.IN_PROGRESS, Status.SUSPENDED)
+
+
+class Event(StrEnum):
+    """The words of the audit trail (``events.event``); other strings are accepted too."""
+
+    RECEIVED = "received"
+    STORED = "stored"
+    QUEUED = "queued"
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRIED = "retried"
+    SUSPENDED = "suspended"
+    DISCARDED = "discarded"
+    SKIPPED = "skipped"
+    ACK_SENT = "ack_sent"
+    ACK_RECEIVED = "ack_received"
+    RESENT = "resent"
+    ALERT = "alert"
+    POSSIBLE_DUPLICATE = "possible_duplicate"
+    LATE_REPLY = "late_reply"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are written as UTC and always read back timezone-aware.
+
+    SQLite has no timezone type: values are stored as naive UTC text, which keeps them sortable
+    and comparable with ``<`` in SQL; PostgreSQL gets ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the store only accepts aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the store's tables (``Base.metadata`` is what migrations create)."""
+
+
+class Body(Base):
+    """Message content, stored once per session and content."""
+
+    __tablename__ = "bodies"
+
+    body_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # Dedupe scope: equal content in one session shares a row, so purging a session can never
+    # pull a body out from under a message of another session.
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    #: ``hl7v2``, ``text`` or the import path of a pydantic model (content is then JSON).
+    content_type: Mapped[str] = mapped_column(String(NAME_LENGTH))
+    content: Mapped[str] = mapped_column(Text)
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_bodies_session_sha256", "session_id", "sha256"),)
+
+
+class MessageRow(Base):
+    """One message header: who, what, where to, and how far it got."""
+
+    __tablename__ = "messages"
+
+    message_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    correlation_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    parent_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    source: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    target: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    #: MSH-9 message code and trigger event, e.g. ``ADT^A01``.
+    msg_type: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    #: MSH-10 message control id.
+    control_id: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    error: Mapped[str | None] = mapped_column(Text)
+    body_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("bodies.body_id"))
+    ack_code: Mapped[str | None] = mapped_column(String(10))
+    ack_text: Mapped[str | None] = mapped_column(Text)
+    key: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: The envelope's free-form headers, as a JSON object.
+    headers: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_messages_session_id", "session_id"),
+        Index("ix_messages_status_updated_at", "status", "updated_at"),
+        Index("ix_messages_created_at", "created_at"),
+        Index("ix_messages_msg_type", "msg_type"),
+        Index("ix_messages_control_id", "control_id"),
+        Index("ix_messages_source", "source"),
+        Index("ix_messages_target", "target"),
+        Index("ix_messages_parent_id", "parent_id"),
+        Index("ix_messages_body_id", "body_id"),
+    )
+
+
+class EventRow(Base):
+    """One line of a message's audit trail."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # No foreign key: an event may be written in the same batch as, or before, its message, and
+    # the trail is append-only; purge removes it with its message.
+    message_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    session_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    event: Mapped[str] = mapped_column(String(40))
+    item: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[float | None] = mapped_column(Float)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_events_message_id", "message_id"),
+        Index("ix_events_session_id", "session_id"),
+    )
+
+
+class DeliveryRow(Base):
+    """Proof that ``target`` finished sending ``message_id``: the idempotency key of an operation."""
+
+    __tablename__ = "deliveries"
+
+    message_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    target: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    completed_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,142 @@
+"""What the store hands out and takes in: frozen values, never ORM rows.
+
+``MessageHeader`` and ``EventRecord`` are read views; ``SaveRequest`` and ``NewEvent`` describe a
+write, so a batch of them can be committed in one transaction (``save_many``, group commit).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from hie.messages import Envelope
+from hie.store.models import Status
+
+
+@dataclass(frozen=True, slots=True)
+class MessageHeader:
+    """One row of ``messages``: everything about a message except its body."""
+
+    message_id: str
+    session_id: str
+    correlation_id: str | None
+    parent_id: str | None
+    source: str | None
+    target: str | None
+    msg_type: str | None
+    control_id: str | None
+    priority: int
+    status: Status
+    created_at: datetime
+    updated_at: datetime
+    error: str | None
+    body_id: int | None
+    ack_code: str | None
+    ack_text: str | None
+    key: str | None
+    possible_duplicate: bool
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> MessageHeader:
+        """Build from a result row of ``messages`` columns (extra columns are ignored)."""
+        m = row._mapping
+        return cls(
+            message_id=m["message_id"],
+            session_id=m["session_id"],
+            correlation_id=m["correlation_id"],
+            parent_id=m["parent_id"],
+            source=m["source"],
+            target=m["target"],
+            msg_type=m["msg_type"],
+            control_id=m["control_id"],
+            priority=m["priority"],
+            status=Status(m["status"]),
+            created_at=m["created_at"],
+            updated_at=m["updated_at"],
+            error=m["error"],
+            body_id=m["body_id"],
+            ack_code=m["ack_code"],
+            ack_text=m["ack_text"],
+            key=m["key"],
+            possible_duplicate=bool(m["possible_duplicate"]),
+            attempts=m["attempts"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One line of the audit trail."""
+
+    id: int
+    message_id: str
+    session_id: str | None
+    at: datetime
+    event: str
+    item: str | None
+    pid: int | None
+    duration_ms: float | None
+    detail: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> EventRecord:
+        """Build from a result row of ``events``."""
+        m = row._mapping
+        return cls(**{name: m[name] for name in cls.__slots__})
+
+
+@dataclass(frozen=True, slots=True)
+class SaveRequest:
+    """One message to save: the envelope and what the store cannot read from it.
+
+    ``msg_type`` / ``control_id`` default to MSH-9 / MSH-10 of an HL7 body. ``raw_body`` (the exact
+    text received) is stored as the body instead of the envelope's, e.g. by a gateway that stores
+    bytes it could not parse. ``event`` (``None`` for none) is written to the trail with ``item``.
+    """
+
+    envelope: Envelope
+    status: Status | str = Status.QUEUED
+    msg_type: str | None = None
+    control_id: str | None = None
+    raw_body: str | bytes | None = None
+    event: str | None = "stored"
+    item: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append; ``session_id`` is looked up from the message when left out."""
+
+    message_id: str
+    event: str
+    item: str | None = None
+    detail: str | None = None
+    duration_ms: float | None = None
+    session_id: str | None = None
+    at: datetime | None = None
+    pid: int = field(default_factory=os.getpid)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceNode:
+    """A message in a trace: its header, its events (oldest first) and the messages it caused."""
+
+    header: MessageHeader
+    events: list[EventRecord]
+    children: list[TraceNode]
+
+    @property
+    def elapsed_ms(self) -> float:
+        """Milliseconds from the message's creation to its last event (0 without events)."""
+        if not self.events:
+            return 0.0
+        return (self.events[-1].at - self.header.created_at).total_seconds() * 1000.0
+
+    def walk(self, depth: int = 0) -> Iterator[tuple[int, TraceNode]]:
+        """Every node of the tree, depth first, with its depth (the root is 0)."""
+        yield depth, self
+        for child in self.children:
+            yield from child.walk(depth + 1)

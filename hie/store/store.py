@@ -1,0 +1,781 @@
+"""``MessageStore``: every message, its body, its trail and its deliveries, in SQL.
+
+The broker is transport; the store is the record. Writes are short transactions (SQLite has one
+writer at a time), and batches share one: ``save_many`` for many messages, ``record_events_many``
+for many events, ``GroupCommitter`` for many callers.
+
+Process model: the engine is created lazily in each process (see ``EngineHolder``), so a forked
+Celery child never reuses its parent's connections. Call ``after_fork()`` from
+``worker_process_init`` to drop the inherited pool at once, and ``dispose()`` at shutdown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+from uuid import UUID
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Select,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from hie.errors import StoreError
+from hie.messages import BODY_HL7, BODY_NONE, BODY_TEXT, Envelope
+from hie.store.engine import READ_ONLY, EngineHolder, parse_url
+from hie.store.hl7_fields import field_matches, msh_type_and_control_id, parse_path
+from hie.store.models import UNFINISHED, Body, DeliveryRow, EventRow, MessageRow, Status
+from hie.store.records import EventRecord, MessageHeader, NewEvent, SaveRequest, TraceNode
+
+MESSAGES = cast(Table, MessageRow.__table__)
+BODIES = cast(Table, Body.__table__)
+EVENTS = cast(Table, EventRow.__table__)
+DELIVERIES = cast(Table, DeliveryRow.__table__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+#: The event written by ``set_status`` when the caller names none.
+STATUS_EVENTS: dict[Status, str] = {
+    Status.QUEUED: "queued",
+    Status.IN_PROGRESS: "started",
+    Status.COMPLETED: "completed",
+    Status.ERROR: "failed",
+    Status.SUSPENDED: "suspended",
+    Status.DISCARDED: "discarded",
+    Status.SKIPPED: "skipped",
+}
+
+# Bound parameters per IN (...) list: far below SQLite's 32766 and PostgreSQL's 65535.
+_IN_CHUNK = 500
+_HEADER_COLUMNS = [c for c in MESSAGES.c if c.name != "headers"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _id(value: str | UUID) -> str:
+    return str(value)
+
+
+def _opt_id(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    # DBAPIError's own text repeats the SQL and its parameters (a 5 MB body, say); keep the cause.
+    return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A ``SaveRequest`` with its body hashed and its HL7 header read, done outside the lock."""
+
+    request: SaveRequest
+    content: str | None
+    content_type: str
+    sha256: str
+    msg_type: str | None
+    control_id: str | None
+
+    @property
+    def body_key(self) -> tuple[str, str, str]:
+        return (str(self.request.envelope.session_id), self.sha256, self.content_type)
+
+
+def _decode_raw(raw: str | bytes) -> str:
+    if isinstance(raw, str):
+        return raw
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Latin-1 maps every byte to one character, so the original bytes can be recovered.
+        return raw.decode("latin-1")
+
+
+def _prepare(request: SaveRequest) -> _Prepared:
+    env = request.envelope
+    content: str | None
+    content_type = env.body_type
+    if request.raw_body is not None:
+        content = _decode_raw(request.raw_body)
+        if content_type not in (BODY_HL7, BODY_TEXT):
+            content_type = BODY_HL7 if content.startswith("MSH") else BODY_TEXT
+    elif env.body_type == BODY_NONE:
+        content = None
+    elif env.body_type in (BODY_HL7, BODY_TEXT):
+        if not isinstance(env.body, str):
+            raise StoreError(
+                f"message {env.message_id}: a {env.body_type} body must be text, "
+                f"not {type(env.body).__name__}"
+            )
+        content = env.body
+    else:
+        content = json.dumps(env.body, separators=(",", ":"), ensure_ascii=False)
+    sha = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest() if content else ""
+    msg_type, control_id = request.msg_type, request.control_id
+    if content_type == BODY_HL7 and content and (msg_type is None or control_id is None):
+        sniffed_type, sniffed_control = msh_type_and_control_id(content)
+        msg_type = msg_type if msg_type is not None else sniffed_type
+        control_id = control_id if control_id is not None else sniffed_control
+    return _Prepared(request, content, content_type, sha, msg_type, control_id)
+
+
+class MessageStore:
+    """The message store on one database URL (SQLite file or PostgreSQL).
+
+    Args:
+        url: SQLAlchemy URL, e.g. ``sqlite:///var/hie.db`` or
+            ``postgresql+psycopg2://hie@db/hie``. A SQLite file's folder is created if missing.
+        pool_size: connections kept open per process.
+        max_overflow: extra connections allowed under load.
+        busy_timeout_ms: how long a SQLite writer waits for the write lock before failing.
+        echo: log every SQL statement (debugging only).
+
+    Every method raises ``StoreError`` when the database refuses or does not answer.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        busy_timeout_ms: int = 30_000,
+        echo: bool = False,
+    ) -> None:
+        self.url = parse_url(url)
+        self._engines = EngineHolder(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            busy_timeout_ms=busy_timeout_ms,
+            echo=echo,
+        )
+
+    def __repr__(self) -> str:
+        return f"MessageStore({self.url.render_as_string(hide_password=True)!r})"
+
+    # -- engine and schema ---------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine (created on first use after start or fork)."""
+        return self._engines.get()
+
+    def after_fork(self) -> None:
+        """Drop the engine inherited from a parent process; call from ``worker_process_init``."""
+        self._engines.after_fork()
+
+    def dispose(self) -> None:
+        """Close this process's connections; call from ``worker_process_shutdown``."""
+        self._engines.dispose()
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to ``revision`` (default: the newest). Safe to run every start."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
+        try:
+            with self.engine.connect() as conn:
+                config.attributes["connection"] = conn
+                command.upgrade(config, revision)
+                conn.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot migrate the message store {self!r}: {_describe(exc)}"
+            ) from exc
+
+    create_schema = migrate
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what}: {_describe(exc)}") from exc
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn.execution_options(**{READ_ONLY: True})
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what}: {_describe(exc)}") from exc
+
+    # -- saving ----------------------------------------------------------------------------------
+
+    def save(
+        self,
+        envelope: Envelope,
+        *,
+        status: Status | str = Status.QUEUED,
+        msg_type: str | None = None,
+        control_id: str | None = None,
+        raw_body: str | bytes | None = None,
+        event: str | None = "stored",
+        item: str | None = None,
+    ) -> None:
+        """Store a new message and its body, and write ``event`` to its trail.
+
+        Raises:
+            StoreError: the message id is already stored, or the database refused.
+        """
+        self.save_many([SaveRequest(envelope, status, msg_type, control_id, raw_body, event, item)])
+
+    def save_many(self, requests: Iterable[SaveRequest | Envelope]) -> None:
+        """Store many messages in one transaction: all of them, or none (group commit)."""
+        prepared = [_prepare(r if isinstance(r, SaveRequest) else SaveRequest(r)) for r in requests]
+        if not prepared:
+            return
+        now = _now()
+        pid = os.getpid()
+        with self._write(f"save {len(prepared)} message(s)") as conn:
+            body_ids = self._body_ids(conn, prepared)
+            conn.execute(insert(MESSAGES), [self._message_row(p, body_ids, now) for p in prepared])
+            events = [
+                {
+                    "message_id": str(p.request.envelope.message_id),
+                    "session_id": str(p.request.envelope.session_id),
+                    "at": now,
+                    "event": p.request.event,
+                    "item": p.request.item,
+                    "pid": pid,
+                    "duration_ms": None,
+                    "detail": None,
+                }
+                for p in prepared
+                if p.request.event
+            ]
+            if events:
+                conn.execute(insert(EVENTS), events)
+
+    @staticmethod
+    def _message_row(
+        p: _Prepared, body_ids: dict[tuple[str, str, str], int], now: datetime
+    ) -> dict[str, Any]:
+        env = p.request.envelope
+        return {
+            "message_id": str(env.message_id),
+            "session_id": str(env.session_id),
+            "correlation_id": _opt_id(env.correlation_id),
+            "parent_id": _opt_id(env.parent_id),
+            "source": env.source,
+            "target": env.target,
+            "msg_type": p.msg_type,
+            "control_id": p.control_id,
+            "priority": env.priority,
+            "status": str(Status(p.request.status)),
+            "created_at": env.created_at,
+            "updated_at": now,
+            "error": None,
+            "body_id": body_ids[p.body_key] if p.content is not None else None,
+            "ack_code": None,
+            "ack_text": None,
+            "key": env.key,
+            "possible_duplicate": False,
+            "attempts": 0,
+            "headers": json.dumps(env.headers) if env.headers else None,
+        }
+
+    @staticmethod
+    def _body_ids(conn: Connection, prepared: list[_Prepared]) -> dict[tuple[str, str, str], int]:
+        """Body id per (session, sha256, type): existing rows reused, missing ones inserted once."""
+        wanted = {p.body_key: p for p in prepared if p.content is not None}
+        found: dict[tuple[str, str, str], int] = {}
+        keys = list(wanted)
+        for chunk in _chunks(keys):
+            rows = conn.execute(
+                select(
+                    BODIES.c.body_id, BODIES.c.session_id, BODIES.c.sha256, BODIES.c.content_type
+                )
+                .where(BODIES.c.session_id.in_({k[0] for k in chunk}))
+                .where(BODIES.c.sha256.in_({k[1] for k in chunk}))
+            )
+            for body_id, session_id, sha, content_type in rows:
+                if (session_id, sha, content_type) in wanted:
+                    found.setdefault((session_id, sha, content_type), body_id)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            rows_to_insert = [
+                {
+                    "session_id": key[0],
+                    "content_type": key[2],
+                    "content": wanted[key].content,
+                    "size": len(cast(str, wanted[key].content)),
+                    "sha256": key[1],
+                }
+                for key in missing
+            ]
+            # insertmanyvalues keeps one round trip per batch and returns ids in input order.
+            result = conn.execute(
+                insert(BODIES).returning(BODIES.c.body_id, sort_by_parameter_order=True),
+                rows_to_insert,
+            )
+            for key, body_id in zip(missing, result.scalars(), strict=True):
+                found[key] = body_id
+        return found
+
+    # -- reading one message ---------------------------------------------------------------------
+
+    def load(self, message_id: str | UUID) -> Envelope:
+        """The stored message as an ``Envelope``, body included.
+
+        Raises:
+            StoreError: no such message.
+        """
+        mid = _id(message_id)
+        with self._read(f"load message {mid}") as conn:
+            row = conn.execute(
+                select(MESSAGES, BODIES.c.content, BODIES.c.content_type)
+                .outerjoin(BODIES, BODIES.c.body_id == MESSAGES.c.body_id)
+                .where(MESSAGES.c.message_id == mid)
+            ).one_or_none()
+        if row is None:
+            raise StoreError(f"message {mid} is not in the store")
+        m = row._mapping
+        body_type: str = m["content_type"] or BODY_NONE
+        body: Any = m["content"]
+        if body_type not in (BODY_NONE, BODY_HL7, BODY_TEXT):
+            body = json.loads(body)
+        return Envelope(
+            message_id=UUID(m["message_id"]),
+            session_id=UUID(m["session_id"]),
+            correlation_id=m["correlation_id"],
+            parent_id=m["parent_id"],
+            source=m["source"],
+            target=m["target"],
+            priority=m["priority"],
+            created_at=m["created_at"],
+            body_type=body_type,
+            body=body,
+            key=m["key"],
+            headers=json.loads(m["headers"]) if m["headers"] else {},
+        )
+
+    def header(self, message_id: str | UUID) -> MessageHeader:
+        """The header row of one message (no body).
+
+        Raises:
+            StoreError: no such message.
+        """
+        mid = _id(message_id)
+        with self._read(f"read message {mid}") as conn:
+            row = conn.execute(
+                select(*_HEADER_COLUMNS).where(MESSAGES.c.message_id == mid)
+            ).one_or_none()
+        if row is None:
+            raise StoreError(f"message {mid} is not in the store")
+        return MessageHeader.from_row(row)
+
+    # -- status, ACKs, events --------------------------------------------------------------------
+
+    def set_status(
+        self,
+        message_id: str | UUID,
+        status: Status | str,
+        *,
+        error: str | None = None,
+        item: str | None = None,
+        event: str | None = None,
+        detail: str | None = None,
+        duration_ms: float | None = None,
+    ) -> None:
+        """Move a message to ``status`` and write an event (default: the status's own word).
+
+        ``in_progress`` counts an attempt. ``error`` replaces the stored error text when given and
+        is the event's detail unless ``detail`` is given; a later success keeps the last error.
+
+        Raises:
+            StoreError: no such message.
+        """
+        mid, new = _id(message_id), Status(status)
+        values: dict[str, Any] = {"status": str(new), "updated_at": _now()}
+        if error is not None:
+            values["error"] = error
+        if new is Status.IN_PROGRESS:
+            values["attempts"] = MESSAGES.c.attempts + 1
+        with self._write(f"set message {mid} to {new}") as conn:
+            session_id = conn.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.message_id == mid)
+                .values(values)
+                .returning(MESSAGES.c.session_id)
+            ).scalar_one_or_none()
+            if session_id is None:
+                raise StoreError(f"cannot set message {mid} to {new}: it is not in the store")
+            event_row = NewEvent(
+                mid,
+                event or STATUS_EVENTS[new],
+                item=item,
+                detail=detail if detail is not None else error,
+                duration_ms=duration_ms,
+                session_id=session_id,
+                at=values["updated_at"],
+            )
+            self._insert_events(conn, [event_row])
+
+    def set_ack(
+        self,
+        message_id: str | UUID,
+        code: str,
+        text: str | None = None,
+        *,
+        event: str = "ack_sent",
+        item: str | None = None,
+    ) -> None:
+        """Record the ACK code (``AA``, ``AE``, ``CA``...) sent for, or received about, a message."""
+        mid = _id(message_id)
+        with self._write(f"record the ACK of message {mid}") as conn:
+            conn.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.message_id == mid)
+                .values(ack_code=code, ack_text=text, updated_at=_now())
+            )
+            detail = code if text is None else f"{code} {text}"
+            self._insert_events(conn, [NewEvent(mid, event, item=item, detail=detail)])
+
+    def mark_possible_duplicate(
+        self, message_id: str | UUID, detail: str | None = None, *, item: str | None = None
+    ) -> None:
+        """Flag a message that may have been sent before (e.g. redelivered after a crash)."""
+        mid = _id(message_id)
+        with self._write(f"flag message {mid} as a possible duplicate") as conn:
+            conn.execute(
+                update(MESSAGES)
+                .where(MESSAGES.c.message_id == mid)
+                .values(possible_duplicate=True, updated_at=_now())
+            )
+            event = NewEvent(mid, "possible_duplicate", item=item, detail=detail)
+            self._insert_events(conn, [event])
+
+    def record_event(
+        self,
+        message_id: str | UUID,
+        event: str,
+        *,
+        item: str | None = None,
+        detail: str | None = None,
+        duration_ms: float | None = None,
+        session_id: str | UUID | None = None,
+    ) -> None:
+        """Append one event to a message's trail (the status is left alone)."""
+        sid = None if session_id is None else _id(session_id)
+        self.record_events_many([NewEvent(_id(message_id), event, item, detail, duration_ms, sid)])
+
+    def record_events_many(self, events: Iterable[NewEvent]) -> None:
+        """Append many events in one transaction."""
+        batch = list(events)
+        if batch:
+            with self._write(f"record {len(batch)} event(s)") as conn:
+                self._insert_events(conn, batch)
+
+    @staticmethod
+    def _insert_events(conn: Connection, events: list[NewEvent]) -> None:
+        unknown = sorted({e.message_id for e in events if e.session_id is None})
+        sessions: dict[str, str] = {}
+        for chunk in _chunks(unknown):
+            rows = conn.execute(
+                select(MESSAGES.c.message_id, MESSAGES.c.session_id).where(
+                    MESSAGES.c.message_id.in_(chunk)
+                )
+            )
+            sessions.update({mid: sid for mid, sid in rows})
+        now = _now()
+        conn.execute(
+            insert(EVENTS),
+            [
+                {
+                    "message_id": e.message_id,
+                    "session_id": e.session_id or sessions.get(e.message_id),
+                    "at": e.at or now,
+                    "event": e.event,
+                    "item": e.item,
+                    "pid": e.pid,
+                    "duration_ms": e.duration_ms,
+                    "detail": e.detail,
+                }
+                for e in events
+            ],
+        )
+
+    # -- idempotent delivery ---------------------------------------------------------------------
+
+    def mark_delivered(self, message_id: str | UUID, target: str) -> bool:
+        """Record that ``target`` finished ``message_id``; False if it was already recorded.
+
+        Exactly one of any number of racing callers gets True, on both backends: the primary key
+        (message_id, target) decides, not a read-then-write.
+        """
+        row = {"message_id": _id(message_id), "target": target, "completed_at": _now()}
+        dialect = self.url.get_backend_name()
+        if dialect in ("sqlite", "postgresql"):
+            ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(DELIVERIES)
+            with self._write(f"mark message {row['message_id']} delivered") as conn:
+                return conn.execute(ins.on_conflict_do_nothing(), row).rowcount == 1
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(DELIVERIES), row)
+            return True
+        except IntegrityError:
+            return False
+
+    def is_delivered(self, message_id: str | UUID, target: str) -> bool:
+        """True once ``mark_delivered(message_id, target)`` has been recorded."""
+        mid = _id(message_id)
+        with self._read(f"read deliveries of {mid}") as conn:
+            query = select(
+                exists().where(DELIVERIES.c.message_id == mid, DELIVERIES.c.target == target)
+            )
+            return bool(conn.execute(query).scalar())
+
+    # -- searching -------------------------------------------------------------------------------
+
+    def find(
+        self,
+        *,
+        status: Status | str | None = None,
+        msg_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        source: str | None = None,
+        target: str | None = None,
+        control_id: str | None = None,
+        field: tuple[str, str] | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[MessageHeader]:
+        """Headers matching every given filter, newest first.
+
+        ``since`` is inclusive and ``until`` exclusive, on ``created_at``. ``field`` is an HL7
+        path and value, e.g. ``("PID-3", "12345")``: SQL narrows to bodies containing the value,
+        then each candidate's field is compared exactly (see ``hl7_fields.field_matches``).
+        """
+        query = select(*_HEADER_COLUMNS)
+        conditions = [
+            MESSAGES.c.status == str(Status(status)) if status is not None else None,
+            MESSAGES.c.msg_type == msg_type if msg_type is not None else None,
+            MESSAGES.c.created_at >= since if since is not None else None,
+            MESSAGES.c.created_at < until if until is not None else None,
+            MESSAGES.c.source == source if source is not None else None,
+            MESSAGES.c.target == target if target is not None else None,
+            MESSAGES.c.control_id == control_id if control_id is not None else None,
+        ]
+        query = query.where(*[c for c in conditions if c is not None])
+        query = query.order_by(MESSAGES.c.created_at.desc(), MESSAGES.c.message_id)
+        if field is None:
+            with self._read("search messages") as conn:
+                rows = conn.execute(query.limit(limit).offset(offset))
+                return [MessageHeader.from_row(r) for r in rows]
+        path, value = field
+        try:
+            parse_path(path)
+        except ValueError as exc:
+            raise StoreError(str(exc)) from exc
+        return self._find_by_field(query, path, value, limit, offset)
+
+    def _find_by_field(
+        self, query: Select[Any], path: str, value: str, limit: int, offset: int
+    ) -> list[MessageHeader]:
+        query = (
+            query.add_columns(BODIES.c.content)
+            .join(BODIES, BODIES.c.body_id == MESSAGES.c.body_id)
+            .where(BODIES.c.content_type == BODY_HL7)
+            .where(BODIES.c.content.contains(value, autoescape=True))
+        )
+        found: list[MessageHeader] = []
+        skipped = 0
+        page, start = max(limit + offset, 50), 0
+        with self._read("search messages by field") as conn:
+            # Page through candidates: the exact check runs in Python, so SQL cannot apply
+            # limit/offset to matches; memory stays bounded by one page of bodies.
+            while len(found) < limit:
+                rows = conn.execute(query.limit(page).offset(start)).all()
+                for row in rows:
+                    if not field_matches(row.content, path, value):
+                        continue
+                    if skipped < offset:
+                        skipped += 1
+                    elif len(found) < limit:
+                        found.append(MessageHeader.from_row(row))
+                if len(rows) < page:
+                    break
+                start += page
+        return found
+
+    def session(self, session_id: str | UUID) -> list[MessageHeader]:
+        """Every message of a session, oldest first."""
+        sid = _id(session_id)
+        with self._read(f"read session {sid}") as conn:
+            rows = conn.execute(
+                select(*_HEADER_COLUMNS)
+                .where(MESSAGES.c.session_id == sid)
+                .order_by(MESSAGES.c.created_at, MESSAGES.c.message_id)
+            )
+            return [MessageHeader.from_row(r) for r in rows]
+
+    def events(
+        self, message_id: str | UUID | None = None, *, session_id: str | UUID | None = None
+    ) -> list[EventRecord]:
+        """The trail of one message, or of a whole session, oldest first."""
+        if (message_id is None) == (session_id is None):
+            raise ValueError("give exactly one of message_id or session_id")
+        column, value = (
+            (EVENTS.c.message_id, _id(message_id))
+            if message_id is not None
+            else (EVENTS.c.session_id, _id(cast(str, session_id)))
+        )
+        with self._read(f"read events of {value}") as conn:
+            rows = conn.execute(
+                select(EVENTS).where(column == value).order_by(EVENTS.c.at, EVENTS.c.id)
+            )
+            return [EventRecord.from_row(r) for r in rows]
+
+    def trace(self, message_id: str | UUID) -> TraceNode:
+        """The tree a message belongs to: its oldest ancestor, the messages each one caused
+        (by ``parent_id``), and every node's events.
+
+        Raises:
+            StoreError: no such message.
+        """
+        start = self.header(message_id)
+        headers = {h.message_id: h for h in self.session(start.session_id)}
+        trail: dict[str, list[EventRecord]] = {}
+        for ev in self.events(session_id=start.session_id):
+            trail.setdefault(ev.message_id, []).append(ev)
+        children: dict[str, list[MessageHeader]] = {}
+        for h in headers.values():
+            if h.parent_id is not None:
+                children.setdefault(h.parent_id, []).append(h)
+        root, seen = start, {start.message_id}
+        while root.parent_id in headers and root.parent_id not in seen:
+            root = headers[root.parent_id]
+            seen.add(root.message_id)
+
+        def build(h: MessageHeader, path: frozenset[str]) -> TraceNode:
+            kids = [k for k in children.get(h.message_id, []) if k.message_id not in path]
+            return TraceNode(
+                h,
+                trail.get(h.message_id, []),
+                [build(k, path | {k.message_id}) for k in kids],
+            )
+
+        return build(root, frozenset({root.message_id}))
+
+    def stale(
+        self,
+        older_than_seconds: float,
+        statuses: Iterable[Status | str] = (Status.QUEUED, Status.IN_PROGRESS),
+        limit: int = 1000,
+    ) -> list[MessageHeader]:
+        """Messages in ``statuses`` not updated for ``older_than_seconds``, least recent first.
+
+        The recovery sweeper re-queues these: their task was lost or its worker died.
+        """
+        cutoff = _now() - timedelta(seconds=older_than_seconds)
+        wanted = [str(Status(s)) for s in statuses]
+        with self._read("find stale messages") as conn:
+            rows = conn.execute(
+                select(*_HEADER_COLUMNS)
+                .where(MESSAGES.c.status.in_(wanted), MESSAGES.c.updated_at < cutoff)
+                .order_by(MESSAGES.c.updated_at)
+                .limit(limit)
+            )
+            return [MessageHeader.from_row(r) for r in rows]
+
+    def counts_by_status(self) -> dict[Status, int]:
+        """How many messages are in each status (absent statuses count 0)."""
+        with self._read("count messages") as conn:
+            rows = conn.execute(
+                select(MESSAGES.c.status, func.count()).group_by(MESSAGES.c.status)
+            ).all()
+        counts = dict.fromkeys(Status, 0)
+        counts.update({Status(s): n for s, n in rows})
+        return counts
+
+    # -- purging ---------------------------------------------------------------------------------
+
+    def purge(self, days: float, batch_size: int = 1000, *, now: datetime | None = None) -> int:
+        """Delete messages created more than ``days`` ago, with their events, deliveries and
+        the bodies no remaining message uses. Returns how many messages were deleted.
+
+        A message is kept, whatever its age, while any message of its session is unfinished
+        (queued, in_progress or suspended): someone may still resend, resume or trace it.
+        Messages in error are final for this purpose: they are purged with their session.
+        Works in batches of ``batch_size``, one short transaction each, so memory stays bounded
+        and other writers get the lock between batches.
+        """
+        cutoff = (now or _now()) - timedelta(days=days)
+        unfinished = [str(s) for s in UNFINISHED]
+        other = MESSAGES.alias("other")
+        session_busy = exists().where(
+            other.c.session_id == MESSAGES.c.session_id, other.c.status.in_(unfinished)
+        )
+        deleted = 0
+        after: tuple[datetime, str] | None = None
+        while True:
+            query = select(MESSAGES.c.message_id, MESSAGES.c.body_id, MESSAGES.c.created_at).where(
+                MESSAGES.c.created_at < cutoff, ~session_busy
+            )
+            if after is not None:
+                # Keyset paging: old messages of busy sessions are skipped once, not every batch.
+                query = query.where(
+                    or_(
+                        MESSAGES.c.created_at > after[0],
+                        and_(MESSAGES.c.created_at == after[0], MESSAGES.c.message_id > after[1]),
+                    )
+                )
+            query = query.order_by(MESSAGES.c.created_at, MESSAGES.c.message_id).limit(batch_size)
+            with self._write("purge old messages") as conn:
+                rows = conn.execute(query).all()
+                if not rows:
+                    return deleted
+                after = (rows[-1].created_at, rows[-1].message_id)
+                deleted += self._delete_batch(conn, rows, session_busy)
+
+    @staticmethod
+    def _delete_batch(conn: Connection, rows: Sequence[Any], session_busy: Any) -> int:
+        ids = [r.message_id for r in rows]
+        body_ids = sorted({r.body_id for r in rows if r.body_id is not None})
+        # Re-check the session in the DELETE itself: a message may have been queued in it since
+        # the SELECT (PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes other writers).
+        count = conn.execute(
+            delete(MESSAGES).where(MESSAGES.c.message_id.in_(ids), ~session_busy)
+        ).rowcount
+        gone = select(MESSAGES.c.message_id).where(MESSAGES.c.message_id.in_(ids))
+        kept = {mid for (mid,) in conn.execute(gone)}
+        removed = [mid for mid in ids if mid not in kept]
+        if removed:
+            conn.execute(delete(EVENTS).where(EVENTS.c.message_id.in_(removed)))
+            conn.execute(delete(DELIVERIES).where(DELIVERIES.c.message_id.in_(removed)))
+        if body_ids:
+            in_use = exists().where(MESSAGES.c.body_id == BODIES.c.body_id)
+            conn.execute(delete(BODIES).where(BODIES.c.body_id.in_(body_ids), ~in_use))
+        return int(count)
