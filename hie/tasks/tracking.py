@@ -7,7 +7,6 @@ schema can change without touching the tasks.
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -46,7 +45,7 @@ class Tracker:
         if self.store is not None:
             self.store.set_status(
                 envelope.message_id, "in_progress", item=item, event="started",
-                detail=f"attempt {attempt + 1}", pid=os.getpid(),
+                detail=f"attempt {attempt + 1}",
             )
 
     def completed(self, envelope: Envelope, item: str, reply: Envelope | None, ms: float) -> None:
@@ -57,7 +56,7 @@ class Tracker:
             self.store.save(reply, status="completed", item=item, event="reply")
         self.store.set_status(
             envelope.message_id, "completed", item=item, event="completed",
-            duration_ms=ms, pid=os.getpid(),
+            duration_ms=ms,
         )
 
     def failed(self, envelope: Envelope, item: str, error: str, ms: float, *, final: bool) -> None:
@@ -67,7 +66,7 @@ class Tracker:
         status, event = ("error", "failed") if final else ("queued", "retried")
         self.store.set_status(
             envelope.message_id, status, item=item, event=event, error=error,
-            duration_ms=ms, pid=os.getpid(),
+            duration_ms=ms,
         )
 
     def skipped(self, envelope: Envelope, item: str, reason: str) -> None:

@@ -1,0 +1,63 @@
+"""Fixtures for tests against real parts: broker, worker processes, SQL store."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hie.broker import answers, ensure_broker
+from hie.settings import Settings
+from tests.conftest import skip_or_fail
+from tests.integration.harness import Harness
+
+REDIS_URL = os.environ.get("HIE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+AMQP_URL = os.environ.get("HIE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@pytest.fixture(scope="session")
+def run_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hie-home")
+
+
+def _settings(broker: str, home: Path) -> Settings:
+    database = os.environ.get("HIE_TEST_DATABASE_URL", f"sqlite:///{home / 'hie.db'}")
+    settings = Settings(
+        broker_url=broker, result_backend=REDIS_URL, database_url=database, home=home,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    return settings
+
+
+@pytest.fixture(scope="session")
+def redis_settings(run_home: Path) -> Settings:
+    """Settings for the Redis broker (the embedded one is started when none answers)."""
+    settings = _settings(REDIS_URL, run_home)
+    ensure_broker(settings)
+    return settings
+
+
+@pytest.fixture(scope="session", params=["redis", "amqp"])
+def broker_settings(request: pytest.FixtureRequest, redis_settings: Settings, run_home: Path) -> Settings:
+    """Both brokers, for broker-level tests: Redis, and RabbitMQ (results stay on Redis)."""
+    if request.param == "redis":
+        return redis_settings
+    if not answers(AMQP_URL):
+        skip_or_fail(f"RabbitMQ does not answer at {AMQP_URL}")
+    return _settings(AMQP_URL, run_home)
+
+
+@pytest.fixture
+def harness(redis_settings: Settings, tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(redis_settings, tmp_path)
+    yield h
+    h.cleanup()
+
+
+@pytest.fixture
+def any_broker(broker_settings: Settings, tmp_path: Path) -> Iterator[Harness]:
+    h = Harness(broker_settings, tmp_path)
+    yield h
+    h.cleanup()

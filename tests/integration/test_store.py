@@ -1,0 +1,528 @@
+"""The message store's behaviour, run against SQLite (a file) and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import event, func, select
+
+from hie.errors import StoreError
+from hie.messages import BODY_HL7, Envelope
+from hie.store import GroupCommitter, MessageStore, NewEvent, SaveRequest, Status
+from hie.store.store import BODIES, DELIVERIES, EVENTS, MESSAGES
+from tests.integration.test_store_postgres import pg_admin, pg_url  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+ADT = (
+    "MSH|^~\\&|PAS|HOSP|LAB|HOSP|20240101120000||ADT^A01^ADT_A01|{control}|P|2.5\r"
+    "EVN|A01|20240101120000\r"
+    "PID|1||{mrn}^^^HOSP^MR~NHS{mrn}^^^NHS^NH||Doe^John||19700101|M\r"
+    "PV1|1|I|WARD1^101^1\r"
+)
+
+
+class LabOrder(BaseModel):
+    """A structured body, rebuilt from its class path on load."""
+
+    patient_id: str
+    tests: list[str]
+
+
+def adt(control: str = "MSG0001", mrn: str = "12345") -> str:
+    return ADT.format(control=control, mrn=mrn)
+
+
+def hl7_envelope(text: str | None = None, **fields: object) -> Envelope:
+    return Envelope(body_type=BODY_HL7, body=text or adt(), **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MessageStore]:
+    """A migrated, empty store on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'var' / 'hie.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    s = MessageStore(url)
+    s.migrate()
+    yield s
+    s.dispose()
+
+
+def count(store: MessageStore, table: object) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+# -- save / load -------------------------------------------------------------------------------
+
+
+def test_hl7_message_round_trips_with_every_envelope_field(store: MessageStore) -> None:
+    sent = hl7_envelope(
+        correlation_id=uuid4(),
+        parent_id=uuid4(),
+        source="HL7.In",
+        target="Router",
+        priority=8,
+        key="12345",
+        headers={"rule": "adt-to-lab"},
+    )
+    store.save(sent, item="HL7.In")
+
+    assert store.load(sent.message_id) == sent
+    header = store.header(str(sent.message_id))
+    assert (header.msg_type, header.control_id) == ("ADT^A01", "MSG0001")
+    assert (header.status, header.priority, header.attempts) == (Status.QUEUED, 8, 0)
+    assert header.created_at == sent.created_at
+
+
+def test_model_body_is_rebuilt_as_its_class(store: MessageStore) -> None:
+    order = LabOrder(patient_id="p1", tests=["FBC", "U&E"])
+    sent = Envelope(body_type=f"{__name__}:LabOrder", body=order.model_dump(mode="json"))
+    store.save(sent)
+
+    loaded = store.load(sent.message_id)
+    assert loaded.payload() == order
+    assert store.header(sent.message_id).msg_type is None
+
+
+def test_message_without_body_has_no_body_row(store: MessageStore) -> None:
+    sent = Envelope(source="Timer")
+    store.save(sent)
+    assert store.load(sent.message_id) == sent
+    assert store.header(sent.message_id).body_id is None
+
+
+def test_raw_body_is_stored_instead_of_the_envelope_body(store: MessageStore) -> None:
+    raw = "MSH|^~\\&|X|Y|||20240101||ORU^R01|RAW1|P|2.5\rOBX|1|TX|||caf\xe9\r".encode("latin-1")
+    sent = hl7_envelope()
+    store.save(sent, raw_body=raw)
+    assert store.load(sent.message_id).body == raw.decode("latin-1")
+    assert store.header(sent.message_id).control_id == "RAW1"
+
+
+def test_large_body_is_stored_once_for_routed_copies(store: MessageStore) -> None:
+    # Given a 5 MB HL7 message and two routed copies of it in the same session
+    big = adt() + "".join(f"OBX|{i}|TX|||{'x' * 990}\r" for i in range(5_000))
+    assert len(big) > 5_000_000
+    original = hl7_envelope(big, source="HL7.In")
+    copies = [original.model_copy(update={"message_id": uuid4(), "target": t}) for t in "AB"]
+
+    # When the original and its copies are saved
+    store.save(original)
+    store.save_many(copies)
+
+    # Then one body row serves all three, and each loads the full text
+    body_ids = {store.header(e.message_id).body_id for e in [original, *copies]}
+    assert len(body_ids) == 1
+    assert count(store, BODIES) == 1
+    assert store.load(copies[1].message_id).body == big
+
+
+def test_same_content_in_another_session_gets_its_own_body(store: MessageStore) -> None:
+    first, second = hl7_envelope(), hl7_envelope()
+    store.save_many([first, second])
+    assert store.header(first.message_id).body_id != store.header(second.message_id).body_id
+
+
+def test_saving_a_message_id_twice_is_refused(store: MessageStore) -> None:
+    sent = hl7_envelope()
+    store.save(sent)
+    with pytest.raises(StoreError, match="cannot save"):
+        store.save(sent)
+
+
+def test_loading_an_unknown_message_names_it(store: MessageStore) -> None:
+    missing = uuid4()
+    with pytest.raises(StoreError, match=str(missing)):
+        store.load(missing)
+
+
+# -- statuses and events -------------------------------------------------------------------------
+
+
+def test_status_changes_leave_a_trail_of_events(store: MessageStore) -> None:
+    sent = hl7_envelope()
+    store.save(sent, item="HL7.In")
+    mid = sent.message_id
+
+    store.set_status(mid, Status.IN_PROGRESS, item="HL7.Out")
+    store.set_status(mid, Status.ERROR, item="HL7.Out", error="connection refused", duration_ms=4)
+    store.record_event(mid, "retried", item="HL7.Out", detail="in 5 s")
+    store.set_status(mid, Status.IN_PROGRESS, item="HL7.Out")
+    store.set_status(mid, Status.COMPLETED, item="HL7.Out", duration_ms=12.5)
+    store.set_ack(mid, "AA", "accepted", event="ack_received", item="HL7.Out")
+
+    header = store.header(mid)
+    assert header.status is Status.COMPLETED
+    assert header.attempts == 2
+    assert header.error == "connection refused"  # the last error stays for the record
+    assert (header.ack_code, header.ack_text) == ("AA", "accepted")
+    trail = store.events(mid)
+    assert [e.event for e in trail] == [
+        "stored",
+        "started",
+        "failed",
+        "retried",
+        "started",
+        "completed",
+        "ack_received",
+    ]
+    assert trail[2].detail == "connection refused"
+    assert trail[5].duration_ms == 12.5
+    assert all(e.session_id == str(sent.session_id) and e.pid for e in trail)
+    assert [e.at for e in trail] == sorted(e.at for e in trail)
+
+
+def test_events_of_a_session_cover_all_its_messages(store: MessageStore) -> None:
+    parent = hl7_envelope()
+    child = hl7_envelope(session_id=parent.session_id, parent_id=parent.message_id)
+    store.save_many([parent, child])
+    store.record_events_many(
+        [NewEvent(str(child.message_id), "alert", detail="slow"), NewEvent(str(parent.message_id), "x")]
+    )
+    assert len(store.events(session_id=parent.session_id)) == 4
+
+
+def test_possible_duplicate_is_flagged_and_recorded(store: MessageStore) -> None:
+    sent = hl7_envelope()
+    store.save(sent)
+    store.mark_possible_duplicate(sent.message_id, "redelivered", item="HL7.Out")
+    assert store.header(sent.message_id).possible_duplicate
+    assert store.events(sent.message_id)[-1].event == "possible_duplicate"
+
+
+def test_status_of_an_unknown_message_cannot_be_set(store: MessageStore) -> None:
+    with pytest.raises(StoreError, match="not in the store"):
+        store.set_status(uuid4(), Status.COMPLETED)
+
+
+def test_counts_by_status(store: MessageStore) -> None:
+    store.save_many([SaveRequest(hl7_envelope(), status=s) for s in ("queued", "queued", "error")])
+    counts = store.counts_by_status()
+    assert (counts[Status.QUEUED], counts[Status.ERROR], counts[Status.COMPLETED]) == (2, 1, 0)
+
+
+# -- idempotent delivery -------------------------------------------------------------------------
+
+
+def test_mark_delivered_wins_exactly_once_among_racing_threads(store: MessageStore) -> None:
+    # Given 12 threads that finished the same message for the same target (a redelivered task)
+    sent = hl7_envelope()
+    store.save(sent)
+    racers = 12
+    barrier = threading.Barrier(racers)
+    results: list[bool] = []
+
+    def deliver() -> None:
+        barrier.wait()
+        results.append(store.mark_delivered(sent.message_id, "HL7.Out"))
+
+    # When they all record the delivery at once
+    threads = [threading.Thread(target=deliver) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # Then exactly one was first, and the delivery is known
+    assert sorted(results) == [False] * (racers - 1) + [True]
+    assert store.is_delivered(sent.message_id, "HL7.Out")
+    assert not store.is_delivered(sent.message_id, "Other.Out")
+    assert store.mark_delivered(sent.message_id, "Other.Out")
+
+
+# -- group commit --------------------------------------------------------------------------------
+
+
+def test_group_commit_makes_concurrent_submits_durable_in_few_transactions(
+    store: MessageStore,
+) -> None:
+    # Given a committer and a counter of every transaction the engine commits
+    commits = 0
+
+    def on_commit(_conn: object) -> None:
+        nonlocal commits
+        commits += 1
+
+    event.listen(store.engine, "commit", on_commit)
+    envelopes = [hl7_envelope(adt(control=f"C{i}")) for i in range(1000)]
+
+    # When 20 threads submit 1000 messages and wait for each to be committed
+    with GroupCommitter(store, max_delay_ms=2.0) as committer:
+        futures = []
+        lock = threading.Lock()
+
+        def submit(chunk: list[Envelope]) -> None:
+            for env in chunk:
+                fut = committer.submit(env, item="HL7.In")
+                with lock:
+                    futures.append(fut)
+
+        threads = [threading.Thread(target=submit, args=(envelopes[i::20],)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for fut in futures:
+            fut.result(timeout=60)
+    event.remove(store.engine, "commit", on_commit)
+
+    # Then every message is stored, with far fewer commits than messages
+    assert count(store, MESSAGES) == 1000
+    assert count(store, EVENTS) == 1000
+    assert committer.saved == 1000
+    assert commits == committer.transactions
+    assert commits < 1000 / 4, f"{commits} transactions for 1000 submits"
+
+
+def test_group_commit_fails_only_the_bad_message(store: MessageStore) -> None:
+    existing = hl7_envelope()
+    store.save(existing)
+    with GroupCommitter(store, max_delay_ms=50) as committer:
+        good = [committer.submit(hl7_envelope()) for _ in range(5)]
+        bad = committer.submit(existing)
+        for fut in good:
+            fut.result(timeout=30)
+        with pytest.raises(StoreError):
+            bad.result(timeout=30)
+    assert count(store, MESSAGES) == 6
+
+
+def test_submit_async_returns_once_committed(store: MessageStore) -> None:
+    sent = hl7_envelope()
+
+    async def gateway() -> Envelope:
+        with GroupCommitter(store) as committer:
+            await committer.submit_async(sent, item="MLLP.In")
+            # Nothing is ACKed before it is stored: it must be readable right now.
+            return store.load(sent.message_id)
+
+    assert asyncio.run(gateway()) == sent
+
+
+def test_submit_after_close_is_refused(store: MessageStore) -> None:
+    committer = GroupCommitter(store)
+    committer.submit(hl7_envelope()).result(timeout=30)
+    committer.close()
+    committer.close()
+    with pytest.raises(StoreError, match="closed"):
+        committer.submit(hl7_envelope())
+
+
+# -- find, session, trace, stale -----------------------------------------------------------------
+
+
+def test_find_combines_status_type_source_target_time_and_control_id(store: MessageStore) -> None:
+    now = datetime.now(UTC)
+    old = hl7_envelope(adt("OLD"), source="A", target="X", created_at=now - timedelta(days=2))
+    new = hl7_envelope(adt("NEW"), source="A", target="Y", created_at=now - timedelta(minutes=1))
+    oru = hl7_envelope(adt("ORU").replace("ADT^A01^ADT_A01", "ORU^R01"), source="B")
+    store.save_many([old, new, SaveRequest(oru, status=Status.ERROR)])
+
+    def ids(**filters: object) -> list[str]:
+        return [h.message_id for h in store.find(**filters)]  # type: ignore[arg-type]
+
+    assert ids(status="error") == [str(oru.message_id)]
+    assert ids(msg_type="ADT^A01") == [str(new.message_id), str(old.message_id)]
+    assert ids(source="A", target="X") == [str(old.message_id)]
+    assert ids(since=now - timedelta(hours=1), msg_type="ADT^A01") == [str(new.message_id)]
+    assert ids(until=now - timedelta(days=1)) == [str(old.message_id)]
+    assert ids(control_id="NEW") == [str(new.message_id)]
+    assert ids(limit=1, offset=1) == [str(new.message_id)]
+
+
+def test_find_by_field_compares_the_field_exactly(store: MessageStore) -> None:
+    wanted = hl7_envelope(adt("A", mrn="12345"))
+    longer = hl7_envelope(adt("B", mrn="123456"))  # contains the value: SQL finds it, Python not
+    elsewhere = hl7_envelope(adt("12345", mrn="999"))  # the value is MSH-10, not PID-3
+    store.save_many([wanted, longer, elsewhere])
+
+    found = store.find(field=("PID-3", "12345"))
+    assert [h.message_id for h in found] == [str(wanted.message_id)]
+    assert [h.message_id for h in store.find(field=("PID-3", "NHS12345"))] == [
+        str(wanted.message_id)
+    ]
+    assert [h.message_id for h in store.find(field=("MSH-10", "12345"))] == [
+        str(elsewhere.message_id)
+    ]
+    assert store.find(field=("PID-3", "1234%")) == []  # LIKE wildcards are escaped
+
+
+def test_find_by_field_pages_over_matches(store: MessageStore) -> None:
+    base = datetime.now(UTC)
+    matches = [
+        hl7_envelope(adt(f"M{i}", mrn="777"), created_at=base - timedelta(seconds=i))
+        for i in range(120)
+    ]
+    noise = [hl7_envelope(adt(f"N{i}", mrn="7770")) for i in range(80)]
+    store.save_many(matches + noise)
+
+    page = store.find(field=("PID-3.1", "777"), limit=30, offset=60)
+    assert [h.message_id for h in page] == [str(e.message_id) for e in matches[60:90]]
+    with pytest.raises(StoreError, match="field path"):
+        store.find(field=("PID3", "777"))
+
+
+def test_trace_builds_the_session_tree_from_any_message(store: MessageStore) -> None:
+    # Given a service message routed to two operations, one of which got a reply
+    root = hl7_envelope(source="HL7.In", target="Router")
+    to_lab = root.model_copy(
+        update={"message_id": uuid4(), "parent_id": root.message_id, "target": "Lab.Out"}
+    )
+    to_pas = root.model_copy(
+        update={"message_id": uuid4(), "parent_id": root.message_id, "target": "PAS.Out"}
+    )
+    reply = Envelope(
+        session_id=root.session_id,
+        parent_id=to_lab.message_id,
+        correlation_id=to_lab.message_id,
+        body_type="text",
+        body="AA",
+    )
+    other_session = hl7_envelope()
+    store.save_many([root, to_lab, to_pas, reply, other_session])
+    store.set_status(to_lab.message_id, Status.COMPLETED, item="Lab.Out", duration_ms=3.0)
+
+    # When tracing from the deepest message
+    tree = store.trace(reply.message_id)
+
+    # Then the whole tree hangs from the root, each node with its own events
+    assert tree.header.message_id == str(root.message_id)
+    assert {c.header.target for c in tree.children} == {"Lab.Out", "PAS.Out"}
+    lab = next(c for c in tree.children if c.header.target == "Lab.Out")
+    assert [e.event for e in lab.events] == ["stored", "completed"]
+    assert [n.header.message_id for n in lab.children] == [str(reply.message_id)]
+    assert [(d, n.header.message_id) for d, n in tree.walk()][-1][0] in (1, 2)
+    assert len(list(tree.walk())) == 4
+    assert lab.elapsed_ms >= 0
+
+
+def test_session_lists_its_messages_oldest_first(store: MessageStore) -> None:
+    first = hl7_envelope()
+    second = hl7_envelope(session_id=first.session_id, parent_id=first.message_id)
+    store.save_many([second, first])
+    assert [h.message_id for h in store.session(first.session_id)] == [
+        str(first.message_id),
+        str(second.message_id),
+    ]
+
+
+def test_stale_lists_unfinished_messages_without_progress(store: MessageStore) -> None:
+    waiting, running, done = hl7_envelope(), hl7_envelope(), hl7_envelope()
+    store.save_many([waiting, running, done])
+    store.set_status(running.message_id, Status.IN_PROGRESS)
+    store.set_status(done.message_id, Status.COMPLETED)
+
+    assert store.stale(3600) == []
+    stale_ids = {h.message_id for h in store.stale(0)}
+    assert stale_ids == {str(waiting.message_id), str(running.message_id)}
+    assert [h.message_id for h in store.stale(0, statuses=["in_progress"])] == [
+        str(running.message_id)
+    ]
+
+
+# -- purge ---------------------------------------------------------------------------------------
+
+
+def old_session(status: Status, *, days: int = 40, size: int = 2) -> list[SaveRequest]:
+    """A session of ``size`` messages created ``days`` ago, all sharing one body."""
+    root = hl7_envelope(created_at=datetime.now(UTC) - timedelta(days=days))
+    copies = [root.model_copy(update={"message_id": uuid4()}) for _ in range(size - 1)]
+    return [SaveRequest(e, status=status) for e in [root, *copies]]
+
+
+def test_purge_removes_old_finished_sessions_with_their_rows(store: MessageStore) -> None:
+    # Given two old finished sessions (one delivered), and a recent one
+    done = old_session(Status.COMPLETED)
+    failed = old_session(Status.ERROR)
+    recent = old_session(Status.COMPLETED, days=1)
+    store.save_many(done + failed + recent)
+    store.mark_delivered(done[0].envelope.message_id, "Out")
+
+    # When purging beyond 30 days in small batches
+    removed = store.purge(30, batch_size=3)
+
+    # Then the old sessions are gone with their events, deliveries and bodies
+    assert removed == 4
+    assert count(store, MESSAGES) == 2
+    assert count(store, BODIES) == 1
+    assert count(store, EVENTS) == 2
+    assert count(store, DELIVERIES) == 0
+    assert store.load(recent[1].envelope.message_id).body == recent[1].envelope.body
+
+
+def test_purge_never_removes_a_message_of_an_unfinished_session(store: MessageStore) -> None:
+    # Given old sessions whose last message is still queued, in progress or suspended
+    sessions = [old_session(Status.COMPLETED, size=3) for _ in range(3)]
+    for requests, status in zip(sessions, ["queued", "in_progress", "suspended"], strict=True):
+        last = requests[-1].envelope
+        requests[-1] = SaveRequest(last, status=status)
+    store.save_many([r for s in sessions for r in s] + old_session(Status.DISCARDED))
+
+    # When purging
+    removed = store.purge(30, batch_size=2)
+
+    # Then only the finished session went; every message of the others is intact
+    assert removed == 2
+    for requests in sessions:
+        for r in requests:
+            assert store.load(r.envelope.message_id) == r.envelope
+
+
+def bulk_insert_old_messages(store: MessageStore, total: int, chunk: int = 5000) -> None:
+    """The bulk path: ``save_many`` in large transactions (one body and one event per message)."""
+    created = datetime.now(UTC) - timedelta(days=90)
+    for start in range(0, total, chunk):
+        store.save_many(
+            SaveRequest(
+                hl7_envelope(adt(f"B{i}"), created_at=created + timedelta(milliseconds=i)),
+                status=Status.COMPLETED,
+            )
+            for i in range(start, min(start + chunk, total))
+        )
+
+
+def test_purge_of_20000_messages_keeps_memory_bounded(store: MessageStore) -> None:
+    # Given 20,000 old completed messages (100,000 in bench/store_purge.py)
+    total = 20_000
+    bulk_insert_old_messages(store, total)
+    store.save_many(old_session(Status.QUEUED, days=90))
+
+    # When purging with tracemalloc watching
+    gc.collect()
+    tracemalloc.start()
+    started = time.perf_counter()
+    removed = store.purge(30, batch_size=1000)
+    elapsed = time.perf_counter() - started
+    _current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    # Then all of them went, in bounded memory (batches, not the whole table)
+    print(f"purged {removed} in {elapsed:.1f} s, peak {peak / 1e6:.1f} MB traced")
+    assert removed == total
+    assert count(store, MESSAGES) == 2
+    assert count(store, BODIES) == 1
+    assert peak < 20_000_000, f"peak {peak / 1e6:.1f} MB"
+
+
+# -- migrations ----------------------------------------------------------------------------------
+
+
+def test_migrating_again_changes_nothing(store: MessageStore) -> None:
+    sent = hl7_envelope()
+    store.save(sent)
+    store.migrate()
+    store.create_schema()
+    assert store.load(sent.message_id) == sent
