@@ -18,6 +18,8 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
+from hie.errors import StoreError
+
 #: Execution option marking a connection that only reads (SQLite: deferred BEGIN).
 READ_ONLY = "hie_read_only"
 
@@ -85,7 +87,12 @@ def build_engine(
         return engine
     path = _sqlite_file(url)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create folder {path.parent} for the SQLite store {path.name}: {exc}"
+            ) from exc
     engine = create_engine(
         url,
         pool_size=pool_size,

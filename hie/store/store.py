@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ EVENTS = cast(Table, EventRow.__table__)
 DELIVERIES = cast(Table, DeliveryRow.__table__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Alembic keeps its running migration context in a module global: one migration per process at
+# a time. Between processes, a PostgreSQL advisory lock or SQLite's write lock serialises them.
+_MIGRATE_LOCK = threading.Lock()
 
 #: The event written by ``set_status`` when the caller names none.
 STATUS_EVENTS: dict[Status, str] = {
@@ -201,9 +205,10 @@ class MessageStore:
         """Upgrade the schema to ``revision`` (default: the newest). Safe to run every start."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
-        config.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
+        # No sqlalchemy.url: env.py uses our connection (and configparser would choke on the
+        # "%" of an escaped password or query string).
         try:
-            with self.engine.connect() as conn:
+            with _MIGRATE_LOCK, self.engine.connect() as conn:
                 config.attributes["connection"] = conn
                 command.upgrade(config, revision)
                 conn.commit()

@@ -44,7 +44,7 @@ def adt(control: str = "MSG0001", mrn: str = "12345") -> str:
 
 
 def hl7_envelope(text: str | None = None, **fields: object) -> Envelope:
-    return Envelope(body_type=BODY_HL7, body=text or adt(), **fields)  # type: ignore[arg-type]
+    return Envelope(body_type=BODY_HL7, body=text or adt(), **fields)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -190,7 +190,10 @@ def test_events_of_a_session_cover_all_its_messages(store: MessageStore) -> None
     child = hl7_envelope(session_id=parent.session_id, parent_id=parent.message_id)
     store.save_many([parent, child])
     store.record_events_many(
-        [NewEvent(str(child.message_id), "alert", detail="slow"), NewEvent(str(parent.message_id), "x")]
+        [
+            NewEvent(str(child.message_id), "alert", detail="slow"),
+            NewEvent(str(parent.message_id), "x"),
+        ]
     )
     assert len(store.events(session_id=parent.session_id)) == 4
 

@@ -92,7 +92,7 @@ def test_migrated_schema_matches_the_models(pg_url: str) -> None:
 def test_tables_are_created_in_the_test_schema_only(pg_url: str, pg_admin: Engine) -> None:
     store = MessageStore(pg_url)
     store.migrate()
-    schema = make_url(pg_url).query["options"].split("=", 1)[1]
+    schema = str(make_url(pg_url).query["options"]).split("=", 1)[1]
     with pg_admin.connect() as conn:
         tables = set(
             conn.execute(

@@ -1,0 +1,180 @@
+"""The message store on SQLite: connection settings, concurrency, forks, schema, HL7 field reading."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import text
+
+from hie.errors import StoreError
+from hie.messages import BODY_HL7, Envelope
+from hie.store import MessageStore, Status
+from hie.store.hl7_fields import field_matches, msh_type_and_control_id, parse_path
+from hie.store.models import Base
+
+ADT = (
+    "MSH|^~\\&|PAS|HOSP|LAB|HOSP|20240101||ADT^A01^ADT_A01|CTRL1|P|2.5\r"
+    "PID|1||12345^^^HOSP^MR~NHS9^^^NHS^NH||Doe^John\r"
+    "NK1|1|Doe^Jane|SPO\r"
+    "NK1|2|Roe^Ann|MTH\r"
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[MessageStore]:
+    s = MessageStore(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'hie.db'}")
+    s.migrate()
+    yield s
+    s.dispose()
+
+
+def test_missing_parent_folder_is_created_and_pragmas_are_set(store: MessageStore) -> None:
+    assert Path(str(store.url.database)).exists()
+    with store.engine.connect() as conn:
+        pragma = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "busy_timeout", "foreign_keys", "synchronous")
+        }
+    # synchronous NORMAL is 1
+    assert pragma == {
+        "journal_mode": "wal",
+        "busy_timeout": 30000,
+        "foreign_keys": 1,
+        "synchronous": 1,
+    }
+
+
+def test_migrated_schema_matches_the_models(store: MessageStore) -> None:
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert version == "0001_initial"
+
+
+def test_in_memory_database_works_for_single_threaded_tools() -> None:
+    s = MessageStore("sqlite://")
+    s.migrate()
+    sent = Envelope(body_type=BODY_HL7, body=ADT)
+    s.save(sent)
+    assert s.load(sent.message_id) == sent
+
+
+def test_concurrent_writers_wait_for_the_lock_instead_of_failing(store: MessageStore) -> None:
+    # Given messages and eight threads updating them at once (one SQLite writer at a time)
+    envelopes = [Envelope(body_type=BODY_HL7, body=ADT) for _ in range(8)]
+    store.save_many(envelopes)
+    errors: list[BaseException] = []
+
+    def work(env: Envelope) -> None:
+        try:
+            for _ in range(25):
+                store.set_status(env.message_id, Status.IN_PROGRESS)
+                store.record_event(env.message_id, "alert", detail="tick")
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    # When they all write
+    threads = [threading.Thread(target=work, args=(e,)) for e in envelopes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    # Then BEGIN IMMEDIATE + busy_timeout queued them: no "database is locked"
+    assert errors == []
+    assert {store.header(e.message_id).attempts for e in envelopes} == {25}
+
+
+def _save_in_child(store: MessageStore, env: Envelope, engine_id: int, out: object) -> None:
+    store.save(env)
+    out.put(id(store.engine) != engine_id)  # type: ignore[attr-defined]
+
+
+def test_forked_child_builds_its_own_engine(store: MessageStore) -> None:
+    # Given a store already used by the parent (so its pool holds a connection)
+    store.counts_by_status()
+    parent_engine = store.engine
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    env = Envelope(body_type=BODY_HL7, body=ADT)
+
+    # When a forked child saves through the same store object
+    child = ctx.Process(target=_save_in_child, args=(store, env, id(parent_engine), out))
+    child.start()
+    child.join(timeout=60)
+
+    # Then the child used a new engine, and the parent still reads fine (its pool intact)
+    assert child.exitcode == 0
+    assert out.get(timeout=5) is True
+    out.close()
+    out.join_thread()
+    assert store.engine is parent_engine
+    assert store.load(env.message_id) == env
+
+
+def test_after_fork_in_the_same_process_keeps_the_engine(store: MessageStore) -> None:
+    engine = store.engine
+    store.after_fork()
+    assert store.engine is engine
+
+
+def test_unreachable_database_raises_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot create folder"):
+        MessageStore(f"sqlite:///{blocker / 'hie.db'}").migrate()
+
+
+# -- HL7 fields ----------------------------------------------------------------------------------
+
+
+def test_msh_type_and_control_id_are_read_from_the_header() -> None:
+    assert msh_type_and_control_id(ADT) == ("ADT^A01", "CTRL1")
+    assert msh_type_and_control_id("MSH|^~\\&|A|B|C|D|20240101||ACK|9|P|2.5") == ("ACK", "9")
+    assert msh_type_and_control_id("MSH#$~\\&#A#B#C#D#1##ORU$R01#7#P") == ("ORU^R01", "7")
+    assert msh_type_and_control_id("PID|1") == (None, None)
+    assert msh_type_and_control_id("MSH|^~\\&|A") == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("PID-3", "12345", True),  # first component of the first repetition
+        ("PID-3", "NHS9", True),  # first component of the second repetition
+        ("PID-3", "12345^^^HOSP^MR", True),  # one whole repetition
+        ("PID-3.4", "HOSP", True),
+        ("PID-3.4", "NHS", True),
+        ("PID-3", "1234", False),
+        ("PID-5", "Doe^John", True),
+        ("NK1-2", "Roe^Ann", True),  # any occurrence of a repeated segment
+        ("MSH-10", "CTRL1", True),
+        ("MSH-9", "ADT^A01^ADT_A01", True),
+        ("PID-30", "x", False),
+        ("OBX-5", "x", False),
+    ],
+)
+def test_field_matches_exactly(path: str, value: str, expected: bool) -> None:
+    assert field_matches(ADT, path, value) is expected
+    assert field_matches(ADT.replace("\r", "\n"), path, value) is expected
+
+
+def test_field_path_must_name_segment_and_field() -> None:
+    assert parse_path("pid-3.1") == ("PID", 3, 1)
+    with pytest.raises(ValueError, match="SEG-n"):
+        parse_path("PID.3")
+
+
+@given(st.text(max_size=300), st.text(min_size=1, max_size=10))
+def test_field_matching_never_raises_on_any_text(raw: str, value: str) -> None:
+    field_matches("MSH|^~\\&|" + raw, "PID-3", value)
+    field_matches(raw, "MSH-9", value)
+    msh_type_and_control_id(raw)
+    msh_type_and_control_id("MSH" + raw)
