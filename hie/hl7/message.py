@@ -15,6 +15,8 @@ Reading rules, in one place:
   because decoding ``\\S\\`` there would make it indistinguishable from a real separator.
 - ``get_raw`` / ``set_raw`` never touch escapes; ``set`` escapes the value it writes, so
   ``set("PID-5", "A^B")`` writes one value ``A\\S\\B``. Copy structure with ``set_raw``.
+- A line that does not start with a segment name (a field broken by a line break) is kept as a
+  segment of its own, so the message is still forwarded unchanged; ``validate`` names it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import TYPE_CHECKING
 
@@ -30,10 +31,30 @@ def to_hl7apy(msg: HL7Message) -> HL7apyMessage:
     return parsed
 
 
+_SEGMENT_START = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+
+
+def line_problems(msg: HL7Message) -> list[str]:
+    """Segments that do not start with a segment name, most often a field broken by a newline.
+
+    ``HL7Message`` keeps such lines as they are so the message can still be forwarded unchanged.
+    """
+    fs = msg.delimiters.field
+    return [
+        f"segment {n} ({seg[:20]!r}) does not start with a segment name; "
+        "is a field broken by a line break?"
+        for n, seg in enumerate(msg.to_er7().split("\r"), start=1)
+        if seg and not (_SEGMENT_START.match(seg[:3]) and seg[3:4] in ("", fs))
+    ]
+
+
 def validate_message(msg: HL7Message, *, strict: bool = False) -> list[str]:
     """Problems hl7apy reports for ``msg`` (errors; with ``strict`` also its warnings)."""
     from hl7apy import SUPPORTED_LIBRARIES
 
+    broken = line_problems(msg)
+    if broken:
+        return broken  # hl7apy would misread everything after the first broken line
     version = msg.version
     if not version:
         return ["MSH-12 is empty; the version is needed to validate"]
