@@ -45,7 +45,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, BODY_NONE, BODY_TEXT, Envelope
 from hie.store.engine import READ_ONLY, EngineHolder, parse_url
-from hie.store.hl7_fields import field_matches, msh_type_and_control_id, parse_path
+from hie.store.hl7_fields import check_path, field_matches, msh_type_and_control_id
 from hie.store.models import UNFINISHED, Body, DeliveryRow, EventRow, MessageRow, Status
 from hie.store.records import EventRecord, MessageHeader, NewEvent, SaveRequest, TraceNode
 
@@ -582,6 +582,7 @@ class MessageStore:
         ``since`` is inclusive and ``until`` exclusive, on ``created_at``. ``field`` is an HL7
         path and value, e.g. ``("PID-3", "12345")``: SQL narrows to bodies containing the value,
         then each candidate's field is compared exactly (see ``hl7_fields.field_matches``).
+        Values containing HL7 delimiters or escapes are not found (the SQL filter sees raw text).
         """
         query = select(*_HEADER_COLUMNS)
         conditions = [
@@ -601,9 +602,9 @@ class MessageStore:
                 return [MessageHeader.from_row(r) for r in rows]
         path, value = field
         try:
-            parse_path(path)
+            check_path(path)
         except ValueError as exc:
-            raise StoreError(str(exc)) from exc
+            raise StoreError(f"cannot search by field: {exc}") from exc
         return self._find_by_field(query, path, value, limit, offset)
 
     def _find_by_field(

@@ -374,7 +374,7 @@ def test_find_by_field_pages_over_matches(store: MessageStore) -> None:
 
     page = store.find(field=("PID-3.1", "777"), limit=30, offset=60)
     assert [h.message_id for h in page] == [str(e.message_id) for e in matches[60:90]]
-    with pytest.raises(StoreError, match="field path"):
+    with pytest.raises(StoreError, match="not an HL7 path"):
         store.find(field=("PID3", "777"))
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, Envelope
 from hie.store import MessageStore, Status
-from hie.store.hl7_fields import field_matches, msh_type_and_control_id, parse_path
+from hie.store.hl7_fields import check_path, field_matches, msh_type_and_control_id
 from hie.store.models import Base
 
 ADT = (
@@ -157,6 +157,8 @@ def test_msh_type_and_control_id_are_read_from_the_header() -> None:
         ("NK1-2", "Roe^Ann", True),  # any occurrence of a repeated segment
         ("MSH-10", "CTRL1", True),
         ("MSH-9", "ADT^A01^ADT_A01", True),
+        ("PID-3(2)", "NHS9", True),
+        ("PID-3(2).1", "12345", False),
         ("PID-30", "x", False),
         ("OBX-5", "x", False),
     ],
@@ -166,10 +168,14 @@ def test_field_matches_exactly(path: str, value: str, expected: bool) -> None:
     assert field_matches(ADT.replace("\r", "\n"), path, value) is expected
 
 
-def test_field_path_must_name_segment_and_field() -> None:
-    assert parse_path("pid-3.1") == ("PID", 3, 1)
-    with pytest.raises(ValueError, match="SEG-n"):
-        parse_path("PID.3")
+def test_field_path_must_be_an_hl7_path() -> None:
+    check_path("pid-3(2).1")
+    with pytest.raises(ValueError, match="not an HL7 path"):
+        check_path("PID.3")
+
+
+def test_text_that_is_not_hl7_matches_nothing() -> None:
+    assert not field_matches("PID|1||12345", "PID-3", "12345")
 
 
 @given(st.text(max_size=300), st.text(min_size=1, max_size=10))
