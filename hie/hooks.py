@@ -96,8 +96,8 @@ class HookChain:
         error: BaseException | None = None
         try:
             for hook in self.hooks:
-                entered.append(hook)
                 self._call(hook, "before_process", host, message)
+                entered.append(hook)
             yield outcome
         except BaseException as exc:
             error = exc

@@ -53,10 +53,10 @@ def _caller_production(h: Harness, mode: str, targets: list[str], **settings: ob
         h.start_worker(name)
 
 
-def test_sync_request_from_process_to_operation_returns_the_reply(harness: Harness) -> None:
-    _caller_production(harness, "sync", ["Op"])
+def test_sync_request_from_process_to_operation_returns_the_reply(any_broker: Harness) -> None:
+    _caller_production(any_broker, "sync", ["Op"])
     request = Envelope.wrap(Work(label="hello"), target="Caller", source="test")
-    reply = harness.dispatcher.request(request, timeout=30)
+    reply = any_broker.dispatcher.request(request, timeout=30)
     assert reply is not None and reply.correlation_id == request.message_id
     outcome = reply.payload()
     assert isinstance(outcome, CallOutcome) and outcome.error is None
@@ -64,25 +64,25 @@ def test_sync_request_from_process_to_operation_returns_the_reply(harness: Harne
     assert evidence.body == "hello"
     # The operation saw the same session and a request that points back to the caller's message.
     assert evidence.session_id == str(request.session_id)
-    op_requests = [h for h in harness.store.session(request.session_id) if h.target == "Op"]
+    op_requests = [h for h in any_broker.store.session(request.session_id) if h.target == "Op"]
     assert len(op_requests) == 1 and str(op_requests[0].parent_id) == str(request.message_id)
 
 
-def test_async_requests_reach_on_response_and_join_in_on_complete(harness: Harness) -> None:
+def test_async_requests_reach_on_response_and_join_in_on_complete(any_broker: Harness) -> None:
     targets = ["OpA", "OpB", "OpC"]
-    _caller_production(harness, "async", targets)
+    _caller_production(any_broker, "async", targets)
     request = Envelope.wrap(Work(label="fan", delay=0.2), target="Caller", source="test")
-    reply = harness.dispatcher.request(request, timeout=30)
+    reply = any_broker.dispatcher.request(request, timeout=30)
     assert reply is not None
     outcome = reply.payload()
     assert isinstance(outcome, CallOutcome)
     assert sorted(r["item"] for r in outcome.replies) == targets, "joined once all three replied"
     assert outcome.correlations_ok
-    assert sorted(e for e in harness.journal() if e.startswith("response:")) == [
+    assert sorted(e for e in any_broker.journal() if e.startswith("response:")) == [
         f"response:{t}" for t in targets
     ]
     # Each reply is stored correlated to the request that caused it.
-    session = harness.store.session(request.session_id)
+    session = any_broker.store.session(request.session_id)
     calls = {str(h.message_id): h for h in session if h.target in targets}
     replies = [h for h in session if h.correlation_id is not None and str(h.correlation_id) in calls]
     assert len(calls) == 3 and len(replies) == 3
