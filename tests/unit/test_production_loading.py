@@ -1,0 +1,84 @@
+"""Loading production files: every problem reported at once, with file, line and item."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hie.config.loader import load_production
+from hie.errors import ConfigError, ProductionError
+
+FIVE_MISTAKES = """\
+name: Broken
+items:
+  - name: In
+    class: FileService
+    targets: [Router]
+    settings: {file_path: /tmp/in}
+  - name: Router
+    class: HL7RoutingEngine
+    targets: [Nowhere]
+  - name: Out
+    class: NoSuchHost
+  - name: Router
+    class: FileOperation
+    settings: {file_path: /tmp/out}
+  - name: Writer
+    class: FileOperation
+    pool_size: 2
+    settings: {file_path: /tmp/out, colour: blue}
+  - name: Typo
+    clas: FileOperation
+"""
+
+
+def test_five_kinds_of_mistakes_are_reported_together_with_lines(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(FIVE_MISTAKES)
+    with pytest.raises(ProductionError) as caught:
+        load_production(path)
+    problems = {(p.item, p.line): p.message for p in caught.value.problems}
+    text = str(caught.value)
+    # unknown target (line 9), unknown class (line 11), duplicate name (line 12),
+    # bad setting (line 18), a malformed item (line 19-20: 'clas' instead of 'class')
+    assert ("Router", 9) in problems and "unknown target 'Nowhere'" in problems[("Router", 9)]
+    assert ("Out", 11) in problems and "unknown host class 'NoSuchHost'" in problems[("Out", 11)]
+    assert any(p.message == "duplicate item name" and p.line == 12 for p in caught.value.problems)
+    assert ("Writer", 18) in problems and "colour" in problems[("Writer", 18)]
+    assert any(p.item == "Typo" and p.line in (19, 20) for p in caught.value.problems)
+    assert all(str(path) in line for line in text.splitlines()[1:])
+    assert len(caught.value.problems) == 6  # 'class' missing and 'clas' unexpected: two on Typo
+
+
+def test_json_productions_report_lines_too(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"name": "J", "items": [
+        {"name": "A", "class": "FileOperation", "settings": {"file_path": "/tmp"}},
+        {"name": "B", "class": "Missing"},
+    ]}, indent=2))
+    with pytest.raises(ProductionError) as caught:
+        load_production(path)
+    (problem,) = caught.value.problems
+    assert problem.item == "B" and problem.line == 13  # the "class" line of item B
+
+
+def test_valid_production_loads_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("name: Ok\nitems:\n  - {name: Out, class: FileOperation, settings: {file_path: /tmp}}\n")
+    production = load_production(path)
+    out = production.item("Out")
+    assert (out.enabled, out.pool, out.pool_size, out.targets) == (True, "prefork", 1, [])
+    assert production.host_class("Out").kind == "operation"
+    with pytest.raises(ConfigError, match="no item 'Nope'"):
+        production.item("Nope")
+
+
+def test_bad_yaml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: X\nitems:\n  - name: [unclosed\n")
+    with pytest.raises(ProductionError) as caught:
+        load_production(path)
+    assert caught.value.problems[0].line is not None
+    assert str(path) in str(caught.value)
