@@ -258,10 +258,14 @@ class MLLPClient:
             with contextlib.suppress(OSError, TimeoutError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
+    def _peer_gone(self, reader: asyncio.StreamReader) -> bool:
+        # Only sees a close the event loop has already processed; send() retries for the rest.
+        return reader.at_eof()
+
     async def send(self, payload: bytes) -> bytes:
         """Send one message and return its ACK payload; raises ``DeliveryError``."""
         data = frame(payload)
-        reused = self._reader is not None and not self._reader.at_eof()
+        reused = self._reader is not None and not self._peer_gone(self._reader)
         if not reused:
             await self.connect()
         try:

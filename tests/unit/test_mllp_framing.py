@@ -254,6 +254,37 @@ def test_blocking_client_reads_the_ack_however_it_arrives(mode: str) -> None:
     with_server(mode, scenario)
 
 
+class LateAsyncClient(MLLPClient):
+    """Cannot see that the peer closed the idle connection (as when the FIN is still in flight)."""
+
+    def _peer_gone(self, reader: asyncio.StreamReader) -> bool:
+        return False
+
+
+class LateBlockingClient(BlockingMLLPClient):
+    def _peer_gone(self, sock: socket.socket) -> bool:
+        return False
+
+
+def test_send_on_a_connection_the_peer_closed_retries_once_on_a_fresh_one() -> None:
+    async def scenario(server: LoopbackServer) -> None:
+        # Given a peer that closes after each ACK, and clients that reuse the dead connection
+        async with LateAsyncClient("127.0.0.1", server.port, response_timeout=5) as client:
+            acks = [await client.send(MSG % i) for i in range(3)]
+
+        def blocking() -> list[bytes]:
+            with LateBlockingClient("127.0.0.1", server.port, response_timeout=5) as sync:
+                return [sync.send(MSG % i) for i in range(3)]
+
+        acks += await asyncio.to_thread(blocking)
+        # Then every send is acknowledged, each on a fresh connection, each message received once
+        assert [ack_control_id(a) for a in acks] == ["0", "1", "2"] * 2
+        assert server.received == [MSG % i for i in range(3)] * 2
+        assert server.connections == 6
+
+    with_server("once", scenario)
+
+
 def test_peer_closing_without_ack_is_a_delivery_error() -> None:
     async def scenario(server: LoopbackServer) -> None:
         client = MLLPClient("127.0.0.1", server.port, response_timeout=5)
