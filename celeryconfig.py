@@ -33,7 +33,9 @@ def build(settings: Settings) -> dict[str, Any]:
         "broker_url": settings.broker_url,
         "result_backend": settings.result_backend,
         "broker_transport_options": transport,
-        "result_backend_transport_options": timeouts if (settings.result_backend or "").startswith("redis") else {},
+        "result_backend_transport_options": timeouts
+        if (settings.result_backend or "").startswith("redis")
+        else {},
         "redis_socket_timeout": settings.broker_socket_timeout,
         "redis_socket_connect_timeout": settings.broker_socket_timeout,
         "broker_connection_retry_on_startup": True,

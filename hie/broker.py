@@ -69,18 +69,20 @@ def start_embedded_redis(home: Path, host: str, port: int, *, wait: float = 10.0
     folder.mkdir(parents=True, exist_ok=True)
     pidfile = folder / "redis.pid"
     # Append-only file with fsync every second: a restart loses at most about a second of queue.
-    config = "\n".join([
-        f"bind {host}",
-        f"port {port}",
-        "daemonize yes",
-        f"pidfile {pidfile}",
-        f"dir {folder}",
-        f"logfile {folder / 'redis.log'}",
-        "appendonly yes",
-        "appendfsync everysec",
-        'save ""',
-        "protected-mode yes",
-    ])
+    config = "\n".join(
+        [
+            f"bind {host}",
+            f"port {port}",
+            "daemonize yes",
+            f"pidfile {pidfile}",
+            f"dir {folder}",
+            f"logfile {folder / 'redis.log'}",
+            "appendonly yes",
+            "appendfsync everysec",
+            'save ""',
+            "protected-mode yes",
+        ]
+    )
     conf = folder / "redis.conf"
     conf.write_text(config + "\n")
     subprocess.run([binary, str(conf)], check=True, timeout=wait)
@@ -92,7 +94,9 @@ def start_embedded_redis(home: Path, host: str, port: int, *, wait: float = 10.0
             log.info("started embedded redis-server %s on %s:%s (pid %s)", binary, host, port, pid)
             return pid
         time.sleep(0.05)
-    raise ConfigError(f"embedded redis-server did not answer on {host}:{port}; see {folder / 'redis.log'}")
+    raise ConfigError(
+        f"embedded redis-server did not answer on {host}:{port}; see {folder / 'redis.log'}"
+    )
 
 
 def ensure_broker(settings: Settings) -> str:

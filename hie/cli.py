@@ -1,4 +1,7 @@
-"""The ``manage.py`` / ``hie`` commands (see CONTRACT.md). Exit 0 ok, 1 explained failure, 2 usage."""
+"""The ``manage.py`` / ``hie`` commands (CONTRACT.md).
+
+Exit status: 0 ok, 1 a failure the output explains, 2 bad usage.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +44,9 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
         production = _production(args.file)
     except ProductionError as exc:
         if args.json:
-            print(json.dumps({"ok": False, "problems": [p.__dict__ for p in exc.problems]}, indent=2))
+            print(
+                json.dumps({"ok": False, "problems": [p.__dict__ for p in exc.problems]}, indent=2)
+            )
         else:
             print(f"{args.file}: {len(exc.problems)} problem(s)", file=sys.stderr)
             for problem in exc.problems:
@@ -50,11 +55,17 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     items = []
     for item in production.items:
         host_class = production.host_class(item.name)
-        items.append({
-            "name": item.name, "class": item.class_name, "kind": host_class.kind,
-            "enabled": item.enabled, "pool": item.pool, "pool_size": item.pool_size,
-            "targets": item.targets,
-        })
+        items.append(
+            {
+                "name": item.name,
+                "class": item.class_name,
+                "kind": host_class.kind,
+                "enabled": item.enabled,
+                "pool": item.pool,
+                "pool_size": item.pool_size,
+                "targets": item.targets,
+            }
+        )
     if args.json:
         print(json.dumps({"ok": True, "production": production.name, "items": items}, indent=2))
         return 0
@@ -79,7 +90,10 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     production = _production(args.file)
     item = production.item(args.item)
     if production.host_class(item.name).kind == "service":
-        print(f"item {item.name!r} is a business service; it runs in `gateway`, not `worker`", file=sys.stderr)
+        print(
+            f"item {item.name!r} is a business service; it runs in `gateway`, not `worker`",
+            file=sys.stderr,
+        )
         return 1
     ensure_broker(settings)
     app = create_app(settings)
@@ -87,11 +101,24 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     runtimes = register_production(app, production, dispatcher, only=[item.name])
     pool = args.pool or item.pool
     size = args.concurrency or item.pool_size
-    install_lifecycle(runtimes, pool=pool, run_dir=settings.home / "run" / production.name / item.name)
+    install_lifecycle(
+        runtimes, pool=pool, run_dir=settings.home / "run" / production.name / item.name
+    )
     argv = [
-        "worker", "-Q", queue_name(production.name, item.name), "-P", pool, "-c", str(size),
-        "-n", f"{item.name}@{production.name}.%h", "--loglevel", settings.log_level, "-E",
-        "--without-gossip", "--without-mingle",
+        "worker",
+        "-Q",
+        queue_name(production.name, item.name),
+        "-P",
+        pool,
+        "-c",
+        str(size),
+        "-n",
+        f"{item.name}@{production.name}.%h",
+        "--loglevel",
+        settings.log_level,
+        "-E",
+        "--without-gossip",
+        "--without-mingle",
     ]
     app.worker_main(argv)
     return 0
@@ -159,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run the Celery worker(s) of one item")
     p.add_argument("file")
     p.add_argument("item")
-    p.add_argument("--pool", choices=["prefork", "threads", "solo"], help="override the item's pool")
+    p.add_argument(
+        "--pool", choices=["prefork", "threads", "solo"], help="override the item's pool"
+    )
     p.add_argument("--concurrency", type=int, help="override the item's pool_size")
     p.set_defaults(func=cmd_worker)
 

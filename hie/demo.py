@@ -1,4 +1,4 @@
-"""The demo production behind ``make demo``: an ADT feed picked up from a folder, routed, written out.
+"""The demo production behind ``make demo``: an ADT feed from a folder, routed, written out.
 
 Everything it writes lives under ``HIE_HOME/demo`` (default ``var/demo``); the messages are
 synthetic, made up here, with no real patient in them.
@@ -19,9 +19,11 @@ def synthetic_adt(n: int, *, event: str = "A01") -> str:
     now = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     names = ["DOE^JANE", "ROE^RICHARD", "MÜLLER^JÜRGEN", "NGUYEN^AN", "SILVA^MARIA"]
     segments = [
-        f"MSH|^~\\&|DEMO_ADT|DEMO_HOSP|HIE|HIE|{now}||ADT^{event}^ADT_{event}|DEMO{n:06d}|P|2.5.1|||AL|NE||UNICODE UTF-8",
+        f"MSH|^~\\&|DEMO_ADT|DEMO_HOSP|HIE|HIE|{now}||ADT^{event}^ADT_{event}|DEMO{n:06d}|P|2.5.1"
+        "|||AL|NE||UNICODE UTF-8",
         f"EVN|{event}|{now}",
-        f"PID|1||{100000 + n}^^^DEMO^MR||{names[n % len(names)]}||19700101|F|||1 MAIN ST^^SPRINGFIELD^^12345",
+        f"PID|1||{100000 + n}^^^DEMO^MR||{names[n % len(names)]}||19700101|F"
+        "|||1 MAIN ST^^SPRINGFIELD^^12345",
         f"PV1|1|I|WARD1^{n % 20:03d}^1|||||||MED",
     ]
     return "\r".join(segments) + "\r"
@@ -37,12 +39,26 @@ def demo_production(home: Path) -> Path:
         "name": "Demo",
         "description": "ADT files in -> router -> files out",
         "items": [
-            {"name": "ADT.FileIn", "class": "FileService", "targets": ["ADT.Router"],
-             "settings": {"file_path": str(inbox), "file_spec": "*.hl7", "poll_interval": 0.5}},
-            {"name": "ADT.Router", "class": "HL7RoutingEngine", "pool": "prefork", "pool_size": 2,
-             "targets": ["ADT.FileOut"]},
-            {"name": "ADT.FileOut", "class": "FileOperation", "pool": "threads", "pool_size": 4,
-             "settings": {"file_path": str(outbox), "filename": "{timestamp}_{message_id}.hl7"}},
+            {
+                "name": "ADT.FileIn",
+                "class": "FileService",
+                "targets": ["ADT.Router"],
+                "settings": {"file_path": str(inbox), "file_spec": "*.hl7", "poll_interval": 0.5},
+            },
+            {
+                "name": "ADT.Router",
+                "class": "HL7RoutingEngine",
+                "pool": "prefork",
+                "pool_size": 2,
+                "targets": ["ADT.FileOut"],
+            },
+            {
+                "name": "ADT.FileOut",
+                "class": "FileOperation",
+                "pool": "threads",
+                "pool_size": 4,
+                "settings": {"file_path": str(outbox), "filename": "{timestamp}_{message_id}.hl7"},
+            },
         ],
     }
     path = root / "production.yaml"

@@ -111,7 +111,7 @@ class StoreError(HIEError):
     """The message store cannot save or load."""
 
 
-class SkipMessage(Exception):  # noqa: N818 - control flow, not an error
+class SkipMessage(Exception):
     """Raised by a host or hook to stop processing a message on purpose; stored as skipped."""
 
     def __init__(self, reason: str = "skipped") -> None:
@@ -119,7 +119,7 @@ class SkipMessage(Exception):  # noqa: N818 - control flow, not an error
         super().__init__(reason)
 
 
-class Retry(Exception):  # noqa: N818 - control flow, not an error
+class Retry(Exception):
     """Raised by a host or hook to process the message again after ``delay`` seconds."""
 
     def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:

@@ -105,7 +105,7 @@ class HookChain:
                 for hook in reversed(entered):
                     try:
                         self._call(hook, "on_error", host, message, exc)
-                    except Exception as hook_exc:  # noqa: BLE001 - keep the first error
+                    except Exception as hook_exc:
                         log.error("hook %s.on_error failed: %r", hook.name, hook_exc)
             raise
         finally:
@@ -125,7 +125,7 @@ class HookChain:
             else:
                 try:
                     self._call(hook, "after_process", host, message, error=error)
-                except Exception as hook_exc:  # noqa: BLE001 - the original error wins
+                except Exception as hook_exc:
                     log.error("hook %s.after_process failed: %r", hook.name, hook_exc)
 
 

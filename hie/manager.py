@@ -96,8 +96,13 @@ class Supervisor:
                 proc.restarts += 1
                 if proc.restarts > self.max_restarts:
                     proc.given_up = True
-                    log.error("%s exited %s %d times; giving up (see %s)", proc.name, code,
-                              self.max_restarts, proc.log_path)
+                    log.error(
+                        "%s exited %s %d times; giving up (see %s)",
+                        proc.name,
+                        code,
+                        self.max_restarts,
+                        proc.log_path,
+                    )
                     continue
                 proc.next_start = now + min(30.0, 0.5 * 2 ** (proc.restarts - 1))
                 log.warning("%s exited with %s; restarting", proc.name, code)
@@ -119,7 +124,9 @@ class Supervisor:
 
     def status_line(self) -> str:
         """One line: each process and its pid."""
-        return "  ".join(f"{p.name}={p.pid or ('gave up' if p.given_up else 'down')}" for p in self.managed)
+        return "  ".join(
+            f"{p.name}={p.pid or ('gave up' if p.given_up else 'down')}" for p in self.managed
+        )
 
     def run_foreground(self, interval: float = 1.0) -> None:
         """Start, supervise and print status until Ctrl-C or SIGTERM, then stop."""

@@ -89,7 +89,9 @@ class Envelope(BaseModel):
         """The body as its own type: a ``HL7Message``, a model instance, a string or None."""
         return decode_body(self.body_type, self.body)
 
-    def child(self, body: object, *, target: str | None, source: str | None, **fields: Any) -> Envelope:
+    def child(
+        self, body: object, *, target: str | None, source: str | None, **fields: Any
+    ) -> Envelope:
         """A new message in the same session, caused by this one (its parent)."""
         defaults: dict[str, Any] = {
             "session_id": self.session_id,

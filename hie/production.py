@@ -47,9 +47,7 @@ class Item(BaseModel):
     @classmethod
     def _valid_name(cls, value: str) -> str:
         if not _NAME.match(value):
-            raise ValueError(
-                f"item name {value!r} may only contain letters, digits, '_', '.', '-'"
-            )
+            raise ValueError(f"item name {value!r} may only contain letters, digits, '_', '.', '-'")
         return value
 
 
@@ -122,22 +120,41 @@ def collect_problems(
         where = item.line
         if item.name in seen:
             problems.append(
-                Problem(source, where, item.name, "duplicate item name",
-                        f"first defined at line {seen[item.name]}; item names must be unique")
+                Problem(
+                    source,
+                    where,
+                    item.name,
+                    "duplicate item name",
+                    f"first defined at line {seen[item.name]}; item names must be unique",
+                )
             )
         seen.setdefault(item.name, where)
         try:
             host_class = resolve_host_class(item.class_name)
         except ConfigError as exc:
             line = lines.get(("items", str(index), "class"), where)
-            problems.append(Problem(source, line, item.name, str(exc),
-                                    "use a built-in host name or a dotted path to a Host class"))
+            problems.append(
+                Problem(
+                    source,
+                    line,
+                    item.name,
+                    str(exc),
+                    "use a built-in host name or a dotted path to a Host class",
+                )
+            )
             host_class = None
         for target in item.targets:
             if target not in names:
                 line = lines.get(("items", str(index), "targets"), where)
-                problems.append(Problem(source, line, item.name, f"unknown target {target!r}",
-                                        f"known items: {', '.join(sorted(names))}"))
+                problems.append(
+                    Problem(
+                        source,
+                        line,
+                        item.name,
+                        f"unknown target {target!r}",
+                        f"known items: {', '.join(sorted(names))}",
+                    )
+                )
         if host_class is not None:
             problems.extend(_settings_problems(source, index, item, host_class, lines))
     return problems
@@ -153,7 +170,14 @@ def _settings_problems(
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"])
             line = lines.get(("items", str(index), "settings", str(err["loc"][0])), item.line)
-            out.append(Problem(source, line, item.name, f"setting {key!r}: {err['msg']}",
-                               f"see {host_class.__name__}.Settings for the allowed settings"))
+            out.append(
+                Problem(
+                    source,
+                    line,
+                    item.name,
+                    f"setting {key!r}: {err['msg']}",
+                    f"see {host_class.__name__}.Settings for the allowed settings",
+                )
+            )
         return out
     return []

@@ -17,7 +17,7 @@ from hie.errors import RequestTimeoutError, Retry, SkipMessage
 from hie.hooks import MessageHook
 from hie.hosts.base import Host, ItemSettings
 from hie.hosts.operation import BusinessOperation
-from hie.hosts.process import BusinessProcess, ErrorResponse
+from hie.hosts.process import BusinessProcess
 from hie.messages import Message
 from hie.settings import get_settings
 
@@ -82,8 +82,13 @@ class RecordingOperation(BusinessOperation):
         time.sleep(delay)
         journal(self, f"done:{label}")
         return Evidence(
-            item=self.item_name, body=label, pid=os.getpid(), thread=threading.get_ident(),
-            started=started, ended=time.time(), session_id=str(current.session_id),
+            item=self.item_name,
+            body=label,
+            pid=os.getpid(),
+            thread=threading.get_ident(),
+            started=started,
+            ended=time.time(),
+            session_id=str(current.session_id),
             correlation_id=str(current.correlation_id) if current.correlation_id else None,
         )
 
@@ -118,18 +123,25 @@ class CallerProcess(BusinessProcess):
                 reply = self.send_request_sync(self.targets[0], request, timeout=timeout)
             except RequestTimeoutError as exc:
                 return CallOutcome(mode=mode, request_id=str(current.message_id), error=str(exc))
-            return CallOutcome(mode=mode, request_id=str(current.message_id),
-                               replies=[reply.model_dump()])
+            return CallOutcome(
+                mode=mode, request_id=str(current.message_id), replies=[reply.model_dump()]
+            )
         if mode == "self":
             try:
                 self.send_request_sync(self.item_name, request)
-            except Exception as exc:  # noqa: BLE001 - the test reads the error
-                return CallOutcome(mode=mode, request_id=str(current.message_id),
-                                   error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:
+                return CallOutcome(
+                    mode=mode,
+                    request_id=str(current.message_id),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
         if mode == "multi":
             replies = self.send_multi_request_sync([(t, request) for t in self.targets], timeout)
-            return CallOutcome(mode=mode, request_id=str(current.message_id),
-                               replies=[r.model_dump() for r in replies])
+            return CallOutcome(
+                mode=mode,
+                request_id=str(current.message_id),
+                replies=[r.model_dump() for r in replies],
+            )
         # async: every target; replies come to on_response, joined in on_complete
         for target in self.targets:
             self.send_request_async(target, request)
@@ -147,8 +159,12 @@ class CallerProcess(BusinessProcess):
         ok = all(
             isinstance(r, Evidence) and r.session_id == str(current.session_id) for r in responses
         )
-        return CallOutcome(mode="async", request_id=str(current.message_id),
-                           replies=[r.model_dump() for r in responses], correlations_ok=ok)
+        return CallOutcome(
+            mode="async",
+            request_id=str(current.message_id),
+            replies=[r.model_dump() for r in responses],
+            correlations_ok=ok,
+        )
 
 
 class DeferringOperation(BusinessOperation):
@@ -159,8 +175,11 @@ class DeferringOperation(BusinessOperation):
 
     def on_message(self, request: Any) -> Any:
         token = self.defer_response()
-        self.send_request_async(self.settings.answerer, Work(label=f"token:{token}"),  # type: ignore[attr-defined]
-                                response_required=False)
+        self.send_request_async(
+            self.settings.answerer,
+            Work(label=f"token:{token}"),  # type: ignore[attr-defined]
+            response_required=False,
+        )
         return None
 
 
@@ -183,7 +202,9 @@ class RecordingHook(MessageHook):
         if isinstance(message.payload(), Work) and message.payload().label == f"skip-{self.tag}":
             raise SkipMessage(f"hook {self.tag} skips this one")
 
-    def after_process(self, host: Host, message: Any, *, result: Any = None, error: Any = None) -> None:
+    def after_process(
+        self, host: Host, message: Any, *, result: Any = None, error: Any = None
+    ) -> None:
         journal(host, f"{self.tag}.after:{'error' if error else 'ok'}")
 
     def on_error(self, host: Host, message: Any, error: BaseException) -> None:

@@ -70,7 +70,7 @@ class FileInboundAdapter(InboundAdapter):
         try:
             text = path.read_bytes().decode(self.charset)
             self.service.process_input(text)
-        except Exception:  # noqa: BLE001 - one bad file must not stop the poller
+        except Exception:
             log.exception("file %s could not be processed; moved aside", path)
             self._move(path, self.folder / ".error")
             return

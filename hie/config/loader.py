@@ -43,16 +43,25 @@ def read_document(path: Path) -> tuple[Any, Lines]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        raise ProductionError([Problem(str(path), line, None, f"not valid YAML/JSON: {reason}")]) from exc
+        raise ProductionError(
+            [Problem(str(path), line, None, f"not valid YAML/JSON: {reason}")]
+        ) from exc
     if node is None:
         raise ProductionError([Problem(str(path), 1, None, "the file is empty")])
     lines: Lines = {}
     return _plain(node, (), lines), lines
 
 
-def _model_problems(path: Path, data: dict[str, Any], exc: ValidationError, lines: Lines) -> list[Problem]:
+def _raw_items(data: dict[str, Any]) -> list[Any]:
+    items = data.get("items")
+    return items if isinstance(items, list) else []
+
+
+def _model_problems(
+    path: Path, data: dict[str, Any], exc: ValidationError, lines: Lines
+) -> list[Problem]:
     problems = []
-    items = data.get("items") if isinstance(data.get("items"), list) else []
+    items = _raw_items(data)
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         item_name = None
@@ -64,7 +73,9 @@ def _model_problems(path: Path, data: dict[str, Any], exc: ValidationError, line
             if tuple(loc[:depth]) in lines:
                 line = lines[tuple(loc[:depth])]
                 break
-        field = ".".join(loc[2:]) if item_name is not None or loc[:1] == ["items"] else ".".join(loc)
+        field = (
+            ".".join(loc[2:]) if item_name is not None or loc[:1] == ["items"] else ".".join(loc)
+        )
         problems.append(Problem(str(path), line, item_name, f"{field or 'item'}: {err['msg']}"))
     return problems
 
@@ -77,10 +88,13 @@ def load_production(path: str | Path) -> Production:
     if path.suffix.lower() in {".cls", ".xml"}:
         from hie.config.iris import load_iris_production
 
-        return load_iris_production(path)
+        production: Production = load_iris_production(path)
+        return production
     data, lines = read_document(path)
     if not isinstance(data, dict):
-        raise ProductionError([Problem(str(path), 1, None, "a production must be a mapping with 'name' and 'items'")])
+        raise ProductionError(
+            [Problem(str(path), 1, None, "a production must be a mapping with 'name' and 'items'")]
+        )
     items = data.get("items")
     if isinstance(items, list):
         for index, raw in enumerate(items):
@@ -104,7 +118,7 @@ def _partial_problems(path: Path, data: dict[str, Any], lines: Lines) -> list[Pr
     """Problems of the items that did validate, when others did not (one run, every problem)."""
     from hie.production import Item
 
-    raw_items = data.get("items") if isinstance(data.get("items"), list) else []
+    raw_items = _raw_items(data)
     good: list[Item] = []
     indices: list[int] = []
     for index, raw in enumerate(raw_items):

@@ -97,7 +97,9 @@ class Host:
     def dispatcher(self) -> Dispatcher:
         """How this host publishes messages; set by the framework."""
         if self._dispatcher is None:
-            raise ConfigError(f"{type(self).__name__} {self.item_name!r} is not attached to a broker")
+            raise ConfigError(
+                f"{type(self).__name__} {self.item_name!r} is not attached to a broker"
+            )
         return self._dispatcher
 
     def _child(self, target: str, msg: object, priority: int | None, **headers: str) -> Envelope:

@@ -86,13 +86,17 @@ class HostTask(Task):  # type: ignore[misc]
         first_attempt = first_attempt or time.time()
         if self.tracker and self.tracker.already_delivered(envelope, item):
             # A redelivered task whose first run completed: never deliver twice.
-            log.info("message %s already completed by %s; skipping redelivery", envelope.message_id, item)
+            log.info(
+                "message %s already completed by %s; skipping redelivery", envelope.message_id, item
+            )
             return None
         if self.tracker:
             self.tracker.started(envelope, item, self.request.retries or 0)
         started = time.perf_counter()
         host = self.runtime.host
-        call = CallContext(envelope=envelope, phase="request" if isinstance(host, BusinessProcess) else "message")
+        call = CallContext(
+            envelope=envelope, phase="request" if isinstance(host, BusinessProcess) else "message"
+        )
         token = current_call.set(call)
         try:
             with self.runtime.hooks.processing(host, envelope) as outcome:
@@ -103,7 +107,7 @@ class HostTask(Task):  # type: ignore[misc]
             return None
         except Retry as exc:
             return self._retry(envelope, wire, first_attempt, exc, started, exc.delay)
-        except Exception as exc:  # noqa: BLE001 - every host error becomes an outcome
+        except Exception as exc:
             if host.retry_on_error:
                 return self._retry(envelope, wire, first_attempt, exc, started, None)
             return self._fail(envelope, exc, started)
@@ -143,20 +147,28 @@ class HostTask(Task):  # type: ignore[misc]
             return self._fail(envelope, exc, started)
         if self.tracker:
             self.tracker.failed(
-                envelope, self.runtime.item.name, _describe(exc),
-                (time.perf_counter() - started) * 1000, final=False,
+                envelope,
+                self.runtime.item.name,
+                _describe(exc),
+                (time.perf_counter() - started) * 1000,
+                final=False,
             )
         countdown = settings.retry_interval if delay is None else delay
         raise self.retry(
-            args=(wire,), kwargs={"first_attempt": first_attempt},
-            countdown=countdown, max_retries=None, exc=exc,
+            args=(wire,),
+            kwargs={"first_attempt": first_attempt},
+            countdown=countdown,
+            max_retries=None,
+            exc=exc,
         )
 
     def _fail(self, envelope: Envelope, exc: BaseException, started: float) -> Any:
         item = self.runtime.item.name
         text = _describe(exc)
         if self.tracker:
-            self.tracker.failed(envelope, item, text, (time.perf_counter() - started) * 1000, final=True)
+            self.tracker.failed(
+                envelope, item, text, (time.perf_counter() - started) * 1000, final=True
+            )
         log.error("item %s failed message %s: %s", item, envelope.message_id, text)
         if envelope.headers.get("hie-await") == "async":
             # The caller's on_response must still run (with an ErrorResponse) so its chord joins.
@@ -164,18 +176,24 @@ class HostTask(Task):  # type: ignore[misc]
         raise exc
 
     # -- business process callbacks -------------------------------------------------------------
-    def handle_response(self, reply: Any, request: dict[str, Any], call: dict[str, Any], deadline: float | None) -> Any:
+    def handle_response(
+        self, reply: Any, request: dict[str, Any], call: dict[str, Any], deadline: float | None
+    ) -> Any:
         """Run the process's ``on_response`` for one async reply (waiting out a deferral)."""
         deadline = deadline or time.time() + self.runtime.host.settings.response_timeout
         if isinstance(reply, dict) and DEFERRED in reply:
             value = self.runtime.dispatcher.ready(reply[DEFERRED])
             if value is None:
                 if time.time() > deadline:
-                    value = failed_marker(call.get("target") or "?", call["message_id"], "deferred reply timed out")
+                    value = failed_marker(
+                        call.get("target") or "?", call["message_id"], "deferred reply timed out"
+                    )
                 else:
                     raise self.retry(
-                        args=(reply,), kwargs={"request": request, "call": call, "deadline": deadline},
-                        countdown=DEFERRED_POLL, max_retries=None,
+                        args=(reply,),
+                        kwargs={"request": request, "call": call, "deadline": deadline},
+                        countdown=DEFERRED_POLL,
+                        max_retries=None,
                     )
             reply = value
         request_env = Envelope.from_wire(request)
@@ -184,7 +202,9 @@ class HostTask(Task):  # type: ignore[misc]
         assert isinstance(host, BusinessProcess)
         token = current_call.set(CallContext(envelope=request_env, phase="response"))
         try:
-            return _to_wire_value(host.on_response(request_env.payload(), response), request_env, host.item_name)
+            return _to_wire_value(
+                host.on_response(request_env.payload(), response), request_env, host.item_name
+            )
         finally:
             current_call.reset(token)
 
@@ -203,7 +223,9 @@ class HostTask(Task):  # type: ignore[misc]
             return None
         reply_env = request_env.reply(reply, source=host.item_name)
         if self.tracker and self.tracker.store is not None:
-            self.tracker.store.save(reply_env, status="completed", item=host.item_name, event="reply")
+            self.tracker.store.save(
+                reply_env, status="completed", item=host.item_name, event="reply"
+            )
         return reply_env.to_wire()
 
 
@@ -212,7 +234,9 @@ def _response_payload(value: Any) -> Any:
     if value is None:
         return None
     if isinstance(value, dict) and FAILED in value:
-        return ErrorResponse(item=value["item"], error=value[FAILED], message_id=value["message_id"])
+        return ErrorResponse(
+            item=value["item"], error=value[FAILED], message_id=value["message_id"]
+        )
     if isinstance(value, dict) and "message_id" in value and "body_type" in value:
         return Envelope.from_wire(value).payload()
     return value

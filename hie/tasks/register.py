@@ -76,20 +76,23 @@ def _register_item(app: Celery, runtime: ItemRuntime) -> None:
     name = queue_name(runtime.production.name, runtime.item.name)
     options: dict[str, Any] = {"bind": True, "base": HostTask, "queue": name, "runtime": runtime}
 
-    @app.task(name=name, **options)  # type: ignore[misc]
+    @app.task(name=name, **options)  # type: ignore[untyped-decorator]
     def run_item(self: HostTask, wire: dict[str, Any], first_attempt: float | None = None) -> Any:
         return self.handle(wire, first_attempt)
 
     if runtime.host_class.kind == "process":
 
-        @app.task(name=f"{name}.on_response", **options)  # type: ignore[misc]
+        @app.task(name=f"{name}.on_response", **options)  # type: ignore[untyped-decorator]
         def on_response(
-            self: HostTask, reply: Any, request: dict[str, Any], call: dict[str, Any],
+            self: HostTask,
+            reply: Any,
+            request: dict[str, Any],
+            call: dict[str, Any],
             deadline: float | None = None,
         ) -> Any:
             return self.handle_response(reply, request, call, deadline)
 
-        @app.task(name=f"{name}.on_complete", **options)  # type: ignore[misc]
+        @app.task(name=f"{name}.on_complete", **options)  # type: ignore[untyped-decorator]
         def on_complete(self: HostTask, results: list[Any], request: dict[str, Any]) -> Any:
             return self.handle_complete(results, request)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from celery import chain, chord
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
-from kombu import Queue
+from kombu.entity import Queue
 
 from hie.errors import ConfigError, RequestError, RequestTimeoutError
 from hie.messages import Envelope
@@ -46,7 +46,7 @@ def broker_priority(priority: int, *, redis: bool) -> int:
 def item_queue(production: str, item: str) -> Queue:
     """The kombu queue of ``item``, declared alike by every process (RabbitMQ checks arguments)."""
     name = queue_name(production, item)
-    return Queue(name, routing_key=name, queue_arguments={"x-max-priority": AMQP_MAX_PRIORITY})
+    return Queue(name, routing_key=name, queue_arguments={"x-max-priority": AMQP_MAX_PRIORITY})  # type: ignore[no-untyped-call]
 
 
 def deferred_marker(token: str) -> dict[str, str]:
@@ -144,7 +144,9 @@ class Dispatcher:
         result = self.send(envelope)
         return self.wait(result, envelope, deadline=time.monotonic() + timeout)
 
-    def request_many(self, envelopes: Sequence[Envelope], *, timeout: float) -> list[Envelope | None]:
+    def request_many(
+        self, envelopes: Sequence[Envelope], *, timeout: float
+    ) -> list[Envelope | None]:
         """Send all, then wait for every reply (in order) within one shared deadline."""
         results = [self.send(e) for e in envelopes]
         deadline = time.monotonic() + timeout

@@ -44,7 +44,10 @@ class Tracker:
         """A worker took the message."""
         if self.store is not None:
             self.store.set_status(
-                envelope.message_id, "in_progress", item=item, event="started",
+                envelope.message_id,
+                "in_progress",
+                item=item,
+                event="started",
                 detail=f"attempt {attempt + 1}",
             )
 
@@ -55,7 +58,10 @@ class Tracker:
         if reply is not None:
             self.store.save(reply, status="completed", item=item, event="reply")
         self.store.set_status(
-            envelope.message_id, "completed", item=item, event="completed",
+            envelope.message_id,
+            "completed",
+            item=item,
+            event="completed",
             duration_ms=ms,
         )
 
@@ -65,7 +71,11 @@ class Tracker:
             return
         status, event = ("error", "failed") if final else ("queued", "retried")
         self.store.set_status(
-            envelope.message_id, status, item=item, event=event, error=error,
+            envelope.message_id,
+            status,
+            item=item,
+            event=event,
+            error=error,
             duration_ms=ms,
         )
 
@@ -80,7 +90,9 @@ class Tracker:
         """A synchronous caller gave up waiting; the reply, if it comes, is stored late."""
         if self.store is not None:
             self.store.record_event(
-                request.message_id, "request_timeout", item=request.source,
+                request.message_id,
+                "request_timeout",
+                item=request.source,
                 detail="caller stopped waiting; a later reply is recorded only",
             )
 

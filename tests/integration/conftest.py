@@ -25,7 +25,10 @@ def run_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _settings(broker: str, home: Path) -> Settings:
     database = os.environ.get("HIE_TEST_DATABASE_URL", f"sqlite:///{home / 'hie.db'}")
     settings = Settings(
-        broker_url=broker, result_backend=REDIS_URL, database_url=database, home=home,
+        broker_url=broker,
+        result_backend=REDIS_URL,
+        database_url=database,
+        home=home,
         _env_file=None,  # type: ignore[call-arg]
     )
     return settings
@@ -40,7 +43,9 @@ def redis_settings(run_home: Path) -> Settings:
 
 
 @pytest.fixture(scope="session", params=["redis", "amqp"])
-def broker_settings(request: pytest.FixtureRequest, redis_settings: Settings, run_home: Path) -> Settings:
+def broker_settings(
+    request: pytest.FixtureRequest, redis_settings: Settings, run_home: Path
+) -> Settings:
     """Both brokers, for broker-level tests: Redis, and RabbitMQ (results stay on Redis)."""
     if request.param == "redis":
         return redis_settings

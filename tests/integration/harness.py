@@ -56,13 +56,15 @@ class Harness:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({
-            "HIE_BROKER_URL": self.settings.broker_url,
-            "HIE_RESULT_BACKEND": self.settings.result_backend or "",
-            "HIE_DATABASE_URL": self.settings.database_url,
-            "HIE_HOME": str(self.settings.home),
-            "PYTHONPATH": f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}",
-        })
+        env.update(
+            {
+                "HIE_BROKER_URL": self.settings.broker_url,
+                "HIE_RESULT_BACKEND": self.settings.result_backend or "",
+                "HIE_DATABASE_URL": self.settings.database_url,
+                "HIE_HOME": str(self.settings.home),
+                "PYTHONPATH": f"{REPO}{os.pathsep}{env.get('PYTHONPATH', '')}",
+            }
+        )
         return env
 
     def write(self, items: list[dict[str, Any]], **extra: Any) -> Production:
@@ -95,15 +97,25 @@ class Harness:
         log = (self.tmp / f"{item}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "hie.cli", "worker", str(self.path), item, *extra],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(),
+            cwd=self.tmp,
         )
         log.close()
         self.workers.append(proc)
         if wait:
+
             def ready() -> bool:
                 if proc.poll() is not None:
-                    raise AssertionError(f"worker {item} exited {proc.returncode}: {self.log(item)}")
-                return bool(set(run_dir.glob("worker.*.ready")) - before) if run_dir.exists() else False
+                    raise AssertionError(
+                        f"worker {item} exited {proc.returncode}: {self.log(item)}"
+                    )
+                return (
+                    bool(set(run_dir.glob("worker.*.ready")) - before)
+                    if run_dir.exists()
+                    else False
+                )
 
             wait_for(ready, 60, f"worker {item} to be ready")
         return proc
@@ -156,7 +168,7 @@ class Harness:
             for name in names:
                 try:
                     channel.queue_delete(name)
-                except Exception:  # noqa: BLE001 - a queue that was never declared
+                except Exception:
                     channel = conn.channel()
         from tests.hosts import journal_key
 

@@ -14,8 +14,17 @@ HOOKS = ["tests.hosts:RecordingHook", "tests.hosts:RecordingHookB"]
 
 
 def _hooked(h: Harness) -> None:
-    h.write([{"name": "Op", "class": "tests.hosts:HookedOperation", "pool": "solo",
-              "settings": {"failure_timeout": 0}}], hooks=HOOKS)
+    h.write(
+        [
+            {
+                "name": "Op",
+                "class": "tests.hosts:HookedOperation",
+                "pool": "solo",
+                "settings": {"failure_timeout": 0},
+            }
+        ],
+        hooks=HOOKS,
+    )
     h.start_worker("Op")
 
 
@@ -31,7 +40,13 @@ def test_on_error_runs_in_reverse_and_the_message_is_stored_failed(harness: Harn
     envelope = harness.send("Op", Work(label="boom"))
     wait_for(lambda: harness.store.header(envelope.message_id).status == Status.ERROR, 20, "error")
     assert harness.journal() == [
-        "A.before", "B.before", "host", "B.on_error", "A.on_error", "B.after:error", "A.after:error"
+        "A.before",
+        "B.before",
+        "host",
+        "B.on_error",
+        "A.on_error",
+        "B.after:error",
+        "A.after:error",
     ]
     assert "boom" in (harness.store.header(envelope.message_id).error or "")
 
@@ -47,11 +62,22 @@ def test_skip_message_from_a_hook_skips_the_host_and_is_stored_skipped(harness: 
 
 
 def test_retry_from_the_host_runs_it_again(harness: Harness) -> None:
-    harness.write([{"name": "Op", "class": "tests.hosts:HookedOperation", "pool": "solo",
-                    "settings": {"failure_timeout": 30}}], hooks=HOOKS)
+    harness.write(
+        [
+            {
+                "name": "Op",
+                "class": "tests.hosts:HookedOperation",
+                "pool": "solo",
+                "settings": {"failure_timeout": 30},
+            }
+        ],
+        hooks=HOOKS,
+    )
     harness.start_worker("Op")
     envelope = harness.send("Op", Work(label="retry-once"))
-    wait_for(lambda: harness.store.header(envelope.message_id).status == Status.COMPLETED, 20, "done")
+    wait_for(
+        lambda: harness.store.header(envelope.message_id).status == Status.COMPLETED, 20, "done"
+    )
     assert harness.journal().count("host") == 2
     events = [e.event for e in harness.store.events(envelope.message_id)]
     assert "retried" in events and events[-1] == "completed"

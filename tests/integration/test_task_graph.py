@@ -23,20 +23,24 @@ def test_prefork_item_runs_messages_in_two_os_processes_at_once(harness: Harness
     harness.write([{"name": "Op", "class": OP, "pool": "prefork", "pool_size": 2}])
     worker = harness.start_worker("Op")
     with ThreadPoolExecutor(4) as pool:
-        replies = list(pool.map(lambda n: harness.request("Op", Work(label=f"m{n}", delay=1.0)), range(4)))
+        replies = list(
+            pool.map(lambda n: harness.request("Op", Work(label=f"m{n}", delay=1.0)), range(4))
+        )
     pids = {r.pid for r in replies}
     assert len(pids) == 2, f"expected two worker processes, saw pids {pids}"
     assert worker.pid not in pids, "prefork children, not the worker's main process, run tasks"
-    assert any(
-        _overlap(a, b) for a in replies for b in replies if a.pid != b.pid
-    ), "the two processes must work at the same time"
+    assert any(_overlap(a, b) for a in replies for b in replies if a.pid != b.pid), (
+        "the two processes must work at the same time"
+    )
 
 
 def test_threads_item_runs_four_messages_at_once_in_one_process(harness: Harness) -> None:
     harness.write([{"name": "Op", "class": OP, "pool": "threads", "pool_size": 4}])
     worker = harness.start_worker("Op")
     with ThreadPoolExecutor(4) as pool:
-        replies = list(pool.map(lambda n: harness.request("Op", Work(label=f"m{n}", delay=1.0)), range(4)))
+        replies = list(
+            pool.map(lambda n: harness.request("Op", Work(label=f"m{n}", delay=1.0)), range(4))
+        )
     assert {r.pid for r in replies} == {worker.pid}
     assert len({r.thread for r in replies}) == 4
     latest_start = max(r.started for r in replies)
@@ -45,8 +49,16 @@ def test_threads_item_runs_four_messages_at_once_in_one_process(harness: Harness
 
 
 def _caller_production(h: Harness, mode: str, targets: list[str], **settings: object) -> None:
-    items = [{"name": "Caller", "class": "tests.hosts:CallerProcess", "pool": "threads",
-              "pool_size": 2, "targets": targets, "settings": {"mode": mode, **settings}}]
+    items = [
+        {
+            "name": "Caller",
+            "class": "tests.hosts:CallerProcess",
+            "pool": "threads",
+            "pool_size": 2,
+            "targets": targets,
+            "settings": {"mode": mode, **settings},
+        }
+    ]
     items += [{"name": t, "class": OP, "pool": "threads", "pool_size": 2} for t in targets]
     h.write(items)
     for name in ["Caller", *targets]:
@@ -84,7 +96,9 @@ def test_async_requests_reach_on_response_and_join_in_on_complete(any_broker: Ha
     # Each reply is stored correlated to the request that caused it.
     session = any_broker.store.session(request.session_id)
     calls = {str(h.message_id): h for h in session if h.target in targets}
-    replies = [h for h in session if h.correlation_id is not None and str(h.correlation_id) in calls]
+    replies = [
+        h for h in session if h.correlation_id is not None and str(h.correlation_id) in calls
+    ]
     assert len(calls) == 3 and len(replies) == 3
 
 
@@ -97,13 +111,17 @@ def test_sync_multi_request_fans_out_and_returns_replies_in_order(harness: Harne
     assert max(s.started for s in spans) < min(s.ended for s in spans), "sent at once, not in turn"
 
 
-def test_sync_timeout_raises_in_caller_and_late_reply_is_recorded_not_delivered(harness: Harness) -> None:
+def test_sync_timeout_raises_in_caller_and_late_reply_is_recorded_not_delivered(
+    harness: Harness,
+) -> None:
     _caller_production(harness, "sync", ["Op"], call_timeout=0.5)
     slow = harness.request("Caller", Work(label="slow", delay=2.0))
     assert isinstance(slow, CallOutcome) and slow.error and "no reply" in slow.error
     fast = harness.request("Caller", Work(label="fast", delay=0.0))
     assert fast.error is None
-    assert Evidence.model_validate(fast.replies[0]).body == "fast", "the late reply went nowhere else"
+    assert Evidence.model_validate(fast.replies[0]).body == "fast", (
+        "the late reply went nowhere else"
+    )
     # The slow call's reply arrives later and is stored, correlated to the timed-out request.
     slow_session = harness.store.session(harness.store.header(slow.request_id).session_id)
     op_request = next(h for h in slow_session if h.target == "Op")
@@ -120,21 +138,41 @@ def test_sync_timeout_raises_in_caller_and_late_reply_is_recorded_not_delivered(
 
 
 def test_sync_request_to_own_item_is_refused_with_a_clear_error(harness: Harness) -> None:
-    harness.write([{"name": "Caller", "class": "tests.hosts:CallerProcess", "pool": "solo",
-                    "settings": {"mode": "self"}}])
+    harness.write(
+        [
+            {
+                "name": "Caller",
+                "class": "tests.hosts:CallerProcess",
+                "pool": "solo",
+                "settings": {"mode": "self"},
+            }
+        ]
+    )
     harness.start_worker("Caller")
     outcome = harness.request("Caller", Work(label="me"))
     assert outcome.error.startswith("SelfRequestError") and "itself" in outcome.error
 
 
 def test_deferred_response_is_answered_by_another_host(harness: Harness) -> None:
-    harness.write([
-        {"name": "Caller", "class": "tests.hosts:CallerProcess", "pool": "threads", "pool_size": 2,
-         "targets": ["Deferrer"], "settings": {"mode": "sync", "call_timeout": 20}},
-        {"name": "Deferrer", "class": "tests.hosts:DeferringOperation", "pool": "threads",
-         "settings": {"answerer": "Answerer"}},
-        {"name": "Answerer", "class": "tests.hosts:AnsweringOperation", "pool": "threads"},
-    ])
+    harness.write(
+        [
+            {
+                "name": "Caller",
+                "class": "tests.hosts:CallerProcess",
+                "pool": "threads",
+                "pool_size": 2,
+                "targets": ["Deferrer"],
+                "settings": {"mode": "sync", "call_timeout": 20},
+            },
+            {
+                "name": "Deferrer",
+                "class": "tests.hosts:DeferringOperation",
+                "pool": "threads",
+                "settings": {"answerer": "Answerer"},
+            },
+            {"name": "Answerer", "class": "tests.hosts:AnsweringOperation", "pool": "threads"},
+        ]
+    )
     for name in ("Caller", "Deferrer", "Answerer"):
         harness.start_worker(name)
     outcome = harness.request("Caller", Work(label="later"))

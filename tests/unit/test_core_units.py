@@ -38,7 +38,11 @@ def test_child_and_reply_keep_session_and_correlate() -> None:
     parent = Envelope.wrap("x", priority=8, key="p1")
     child = parent.child("y", target="Op", source="Router")
     assert (child.session_id, child.parent_id, child.priority, child.key) == (
-        parent.session_id, parent.message_id, 8, "p1")
+        parent.session_id,
+        parent.message_id,
+        8,
+        "p1",
+    )
     reply = child.reply("ack", source="Op")
     assert reply.correlation_id == child.message_id and reply.session_id == parent.session_id
 
@@ -52,7 +56,9 @@ def test_priority_is_bounded_and_mapped_per_broker() -> None:
 
 
 class Journal(MessageHook):
-    def __init__(self, tag: str, log: list[str], fail: str | None = None, optional: bool = False) -> None:
+    def __init__(
+        self, tag: str, log: list[str], fail: str | None = None, optional: bool = False
+    ) -> None:
         self.tag, self.log, self.fail, self.optional = tag, log, fail, optional
 
     def before_process(self, host: Any, message: Any) -> None:
@@ -62,7 +68,9 @@ class Journal(MessageHook):
         if self.fail == "skip":
             raise SkipMessage("not for us")
 
-    def after_process(self, host: Any, message: Any, *, result: Any = None, error: Any = None) -> None:
+    def after_process(
+        self, host: Any, message: Any, *, result: Any = None, error: Any = None
+    ) -> None:
         self.log.append(f"{self.tag}.after:{'error' if error else result}")
 
     def on_error(self, host: Any, message: Any, error: BaseException) -> None:
@@ -108,10 +116,13 @@ def test_skip_and_retry_propagate_without_on_error() -> None:
 
 
 def test_production_edges_and_item_names_are_validated() -> None:
-    production = Production(name="P", items=[
-        Item(name="A", class_name="FileService", targets=["B"], settings={"file_path": "/t"}),
-        Item(name="B", class_name="FileOperation", settings={"file_path": "/t"}),
-    ])
+    production = Production(
+        name="P",
+        items=[
+            Item(name="A", class_name="FileService", targets=["B"], settings={"file_path": "/t"}),
+            Item(name="B", class_name="FileOperation", settings={"file_path": "/t"}),
+        ],
+    )
     assert production.edges() == [("A", "B")]
     with pytest.raises(ValidationError):
         Item(name="bad name!", class_name="X")

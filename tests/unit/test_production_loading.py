@@ -54,10 +54,18 @@ def test_five_kinds_of_mistakes_are_reported_together_with_lines(tmp_path: Path)
 
 def test_json_productions_report_lines_too(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
-    path.write_text(json.dumps({"name": "J", "items": [
-        {"name": "A", "class": "FileOperation", "settings": {"file_path": "/tmp"}},
-        {"name": "B", "class": "Missing"},
-    ]}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "J",
+                "items": [
+                    {"name": "A", "class": "FileOperation", "settings": {"file_path": "/tmp"}},
+                    {"name": "B", "class": "Missing"},
+                ],
+            },
+            indent=2,
+        )
+    )
     with pytest.raises(ProductionError) as caught:
         load_production(path)
     (problem,) = caught.value.problems
@@ -66,7 +74,9 @@ def test_json_productions_report_lines_too(tmp_path: Path) -> None:
 
 def test_valid_production_loads_with_defaults(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
-    path.write_text("name: Ok\nitems:\n  - {name: Out, class: FileOperation, settings: {file_path: /tmp}}\n")
+    path.write_text(
+        "name: Ok\nitems:\n  - {name: Out, class: FileOperation, settings: {file_path: /tmp}}\n"
+    )
     production = load_production(path)
     out = production.item("Out")
     assert (out.enabled, out.pool, out.pool_size, out.targets) == (True, "prefork", 1, [])
