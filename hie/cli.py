@@ -172,6 +172,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings)
 
 
+#: Modules that add commands of their own: each has ``add_commands(subparsers)``.
+COMMAND_MODULES: list[str] = []
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     parser = argparse.ArgumentParser(prog="hie", description="HIE: run and manage productions.")
@@ -202,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="set up and run the demo production")
     p.set_defaults(func=cmd_demo)
+
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).add_commands(sub)
     return parser
 
 

@@ -16,6 +16,10 @@ BUILTIN_HOSTS: dict[str, str] = {
     "HL7RoutingEngine": "hie.hosts.router:HL7RoutingEngine",
     "FileService": "hie.hosts.file:FileService",
     "FileOperation": "hie.hosts.file:FileOperation",
+    "HL7TCPService": "hie.hosts.hl7_service:HL7TCPService",
+    "HL7TCPOperation": "hie.hosts.hl7:HL7TCPOperation",
+    "HL7FileService": "hie.hosts.hl7:HL7FileService",
+    "HL7FileOperation": "hie.hosts.hl7:HL7FileOperation",
 }
 
 
