@@ -31,6 +31,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     delete,
     exists,
     func,
@@ -69,6 +70,23 @@ STATUS_EVENTS: dict[Status, str] = {
     Status.DISCARDED: "discarded",
     Status.SKIPPED: "skipped",
 }
+
+# Statements built once: constructing them per call cost more than the SQL on SQLite.
+_INSERT_MESSAGES = insert(MESSAGES)
+_INSERT_EVENTS = insert(EVENTS)
+# insertmanyvalues keeps one round trip per batch and returns ids in input order.
+_INSERT_BODIES = insert(BODIES).returning(BODIES.c.body_id, sort_by_parameter_order=True)
+_FIND_BODY = select(BODIES.c.body_id).where(
+    BODIES.c.session_id == bindparam("session_id"),
+    BODIES.c.sha256 == bindparam("sha256"),
+    BODIES.c.content_type == bindparam("content_type"),
+)
+_FIND_BODIES = select(
+    BODIES.c.body_id, BODIES.c.session_id, BODIES.c.sha256, BODIES.c.content_type
+).where(
+    BODIES.c.session_id.in_(bindparam("session_ids", expanding=True)),
+    BODIES.c.sha256.in_(bindparam("hashes", expanding=True)),
+)
 
 # Bound parameters per IN (...) list: far below SQLite's 32766 and PostgreSQL's 65535.
 _IN_CHUNK = 500
@@ -264,7 +282,8 @@ class MessageStore:
         pid = os.getpid()
         with self._write(f"save {len(prepared)} message(s)") as conn:
             body_ids = self._body_ids(conn, prepared)
-            conn.execute(insert(MESSAGES), [self._message_row(p, body_ids, now) for p in prepared])
+            rows = [self._message_row(p, body_ids, now) for p in prepared]
+            conn.execute(_INSERT_MESSAGES, rows)
             events = [
                 {
                     "message_id": str(p.request.envelope.message_id),
@@ -280,7 +299,7 @@ class MessageStore:
                 if p.request.event
             ]
             if events:
-                conn.execute(insert(EVENTS), events)
+                conn.execute(_INSERT_EVENTS, events)
 
     @staticmethod
     def _message_row(
@@ -316,15 +335,15 @@ class MessageStore:
         wanted = {p.body_key: p for p in prepared if p.content is not None}
         found: dict[tuple[str, str, str], int] = {}
         keys = list(wanted)
-        for chunk in _chunks(keys):
-            rows = conn.execute(
-                select(
-                    BODIES.c.body_id, BODIES.c.session_id, BODIES.c.sha256, BODIES.c.content_type
-                )
-                .where(BODIES.c.session_id.in_({k[0] for k in chunk}))
-                .where(BODIES.c.sha256.in_({k[1] for k in chunk}))
-            )
-            for body_id, session_id, sha, content_type in rows:
+        if len(keys) == 1:
+            session_id, sha, content_type = keys[0]
+            one = {"session_id": session_id, "sha256": sha, "content_type": content_type}
+            body_id = conn.execute(_FIND_BODY, one).scalars().first()
+            if body_id is not None:
+                found[keys[0]] = body_id
+        for chunk in _chunks(keys) if len(keys) > 1 else ():
+            params = {"session_ids": sorted({k[0] for k in chunk}), "hashes": [k[1] for k in chunk]}
+            for body_id, session_id, sha, content_type in conn.execute(_FIND_BODIES, params):
                 if (session_id, sha, content_type) in wanted:
                     found.setdefault((session_id, sha, content_type), body_id)
         missing = [k for k in keys if k not in found]
@@ -339,11 +358,7 @@ class MessageStore:
                 }
                 for key in missing
             ]
-            # insertmanyvalues keeps one round trip per batch and returns ids in input order.
-            result = conn.execute(
-                insert(BODIES).returning(BODIES.c.body_id, sort_by_parameter_order=True),
-                rows_to_insert,
-            )
+            result = conn.execute(_INSERT_BODIES, rows_to_insert)
             for key, body_id in zip(missing, result.scalars(), strict=True):
                 found[key] = body_id
         return found
@@ -515,7 +530,7 @@ class MessageStore:
             sessions.update({mid: sid for mid, sid in rows})
         now = _now()
         conn.execute(
-            insert(EVENTS),
+            _INSERT_EVENTS,
             [
                 {
                     "message_id": e.message_id,

@@ -1,0 +1,108 @@
+"""Message store save rate: one commit per message against group commit, SQLite and PostgreSQL.
+
+Each case saves the same 1.3 KB ADT (unique MSH-10) and waits for every save to be durable, as
+the MLLP gateway does before it ACKs. "clients" are threads that each save one message at a
+time, like gateway connections waiting for their ACK.
+
+Run: .venv/bin/python bench/store.py [messages-per-case] [clients]
+PostgreSQL: HIE_TEST_POSTGRES_URL, default postgresql+psycopg2://postgres@127.0.0.1:5432/test
+(a throwaway schema is created and dropped); skipped when it does not answer.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from hie.messages import BODY_HL7, Envelope
+from hie.store import GroupCommitter, MessageStore
+
+ADT = (
+    "MSH|^~\\&|ADMIT|GENHOSP|LABSYS|GENLAB|20240311083000||ADT^A01^ADT_A01|{control}|P|2.5.1\r"
+    "EVN|A01|20240311083000|||OPER01^DESK^CLERK\r"
+    "PID|1||P1001^^^GENHOSP^MR~SSN-42^^^USA^SS||SMITH^ANNA^MARIE^^MS||19700101|F|||"
+    "12 HIGH STREET^^LEEDS^WYK^LS1 1AA^GBR^H||0113 555 7777^PRN^PH|||M|CHR|ACCT9001\r"
+    "PV1|1|I|WARD7^12^B^GENHOSP||||CONS01^BROWN^CLAIRE^^^DR|REF01^GREEN^PAUL^^^DR|"
+    "|MED||||1|||CONS01^BROWN^CLAIRE^^^DR|IP|VISIT0001\r"
+) + "OBX|1|NM|8867-4^Heart rate^LN||72|/min|60-100|N|||F|||20240311083500\r" * 10
+
+
+def envelopes(n: int) -> list[Envelope]:
+    return [Envelope(body_type=BODY_HL7, body=ADT.format(control=f"C{i}")) for i in range(n)]
+
+
+def run_clients(batch: list[Envelope], clients: int, save: Callable[[Envelope], None]) -> float:
+    """Seconds for ``clients`` threads to save ``batch``, each one message at a time."""
+    shares = [batch[i::clients] for i in range(clients)]
+    threads = [threading.Thread(target=lambda s=s: [save(e) for e in s]) for s in shares]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started
+
+
+def measure(name: str, url: str, n: int, clients: int) -> None:
+    store = MessageStore(url, pool_size=clients, max_overflow=clients)
+    store.migrate()
+    single_1 = n / run_clients(envelopes(n), 1, store.save)
+    single_c = n / run_clients(envelopes(n), clients, store.save)
+    with GroupCommitter(store) as committer:
+        group_c = n / run_clients(envelopes(n), clients, lambda e: committer.submit(e).result())
+        per_tx = committer.saved / max(committer.transactions, 1)
+    store.dispose()
+    print(f"{name:10s} single commit, 1 client      {single_1:8.0f} saves/s")
+    print(f"{name:10s} single commit, {clients:2d} clients    {single_c:8.0f} saves/s")
+    print(
+        f"{name:10s} group commit,  {clients:2d} clients    {group_c:8.0f} saves/s "
+        f"({per_tx:.1f} per transaction)"
+    )
+    print(f"{name:10s} group / best single          {group_c / max(single_1, single_c):8.1f}x")
+
+
+@contextmanager
+def postgres_schema() -> Iterator[str | None]:
+    url = os.environ.get(
+        "HIE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    )
+    admin = create_engine(url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    schema = f"hie_bench_{secrets.token_hex(4)}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except OperationalError as exc:
+        print(f"postgres   skipped: {exc.orig}")
+        yield None
+        return
+    try:
+        scoped = admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    clients = int(sys.argv[2]) if len(sys.argv) > 2 else 16
+    with tempfile.TemporaryDirectory() as tmp:
+        measure("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", n, clients)
+    with postgres_schema() as url:
+        if url:
+            measure("postgres", url, n, clients)
+
+
+if __name__ == "__main__":
+    main()
