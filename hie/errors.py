@@ -15,7 +15,8 @@
     |   +-- SelfRequestError        a synchronous request to the caller's own item
     +-- StoreError                  the message store cannot save or load
 
-``SkipMessage`` and ``Retry`` are control flow raised by hosts and hooks, not errors.
+``SkipMessage``, ``Retry``, ``Suspend`` and ``Fail`` are control flow raised by hosts and hooks,
+not errors.
 """
 
 from __future__ import annotations
@@ -125,4 +126,26 @@ class Retry(Exception):
     def __init__(self, reason: str = "retry requested", *, delay: float | None = None) -> None:
         self.reason = reason
         self.delay = delay
+        super().__init__(reason)
+
+
+class Suspend(Exception):
+    """Raised by a host to stop a message and keep it as suspended (IRIS Suspend), with a reason.
+
+    A suspended message is not retried; it waits for someone to resend or discard it. With
+    ``after_retries`` the message is first retried per the item's ``retry_interval`` and
+    ``failure_timeout``, and suspended only when they are used up (IRIS ``RS``).
+    """
+
+    def __init__(self, reason: str = "suspended", *, after_retries: bool = False) -> None:
+        self.reason = reason
+        self.after_retries = after_retries
+        super().__init__(reason)
+
+
+class Fail(Exception):
+    """Raised by a host to fail a message at once, without the retries an error would get."""
+
+    def __init__(self, reason: str = "failed") -> None:
+        self.reason = reason
         super().__init__(reason)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
-from hie.errors import Retry, SkipMessage
+from hie.errors import Fail, Retry, SkipMessage, Suspend
 from hie.hooks import HookChain
 from hie.hosts.context import CallContext, current_call
 from hie.hosts.process import BusinessProcess, ErrorResponse
@@ -107,6 +107,12 @@ class HostTask(Task):  # type: ignore[misc]
             return None
         except Retry as exc:
             return self._retry(envelope, wire, first_attempt, exc, started, exc.delay)
+        except Suspend as exc:
+            if exc.after_retries and not self._exhausted(first_attempt):
+                return self._retry(envelope, wire, first_attempt, exc, started, None)
+            return self._suspend(envelope, exc, started)
+        except Fail as exc:
+            return self._fail(envelope, exc, started)
         except Exception as exc:
             if host.retry_on_error:
                 return self._retry(envelope, wire, first_attempt, exc, started, None)
@@ -141,9 +147,9 @@ class HostTask(Task):  # type: ignore[misc]
         delay: float | None,
     ) -> Any:
         settings = self.runtime.host.settings
-        elapsed = time.time() - first_attempt
-        timeout = settings.failure_timeout
-        if timeout >= 0 and elapsed >= timeout:
+        if self._exhausted(first_attempt):
+            if isinstance(exc, Suspend):
+                return self._suspend(envelope, exc, started)
             return self._fail(envelope, exc, started)
         if self.tracker:
             self.tracker.failed(
@@ -161,6 +167,23 @@ class HostTask(Task):  # type: ignore[misc]
             max_retries=None,
             exc=exc,
         )
+
+    def _exhausted(self, first_attempt: float) -> bool:
+        """True once ``failure_timeout`` has passed since the first attempt (-1: never)."""
+        timeout = self.runtime.host.settings.failure_timeout
+        return timeout >= 0 and time.time() - first_attempt >= timeout
+
+    def _suspend(self, envelope: Envelope, exc: Suspend, started: float) -> Any:
+        item = self.runtime.item.name
+        if self.tracker:
+            self.tracker.suspended(
+                envelope, item, exc.reason, (time.perf_counter() - started) * 1000
+            )
+        log.warning("item %s suspended message %s: %s", item, envelope.message_id, exc.reason)
+        if envelope.headers.get("hie-await") == "async":
+            # As for a failure: the caller's on_response must run so its chord joins.
+            return failed_marker(item, str(envelope.message_id), f"suspended: {exc.reason}")
+        return None
 
     def _fail(self, envelope: Envelope, exc: BaseException, started: float) -> Any:
         item = self.runtime.item.name

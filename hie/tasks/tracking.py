@@ -79,6 +79,18 @@ class Tracker:
             duration_ms=ms,
         )
 
+    def suspended(self, envelope: Envelope, item: str, reason: str, ms: float) -> None:
+        """The host suspended the message (``Suspend``): kept, not retried, until someone acts."""
+        if self.store is not None:
+            self.store.set_status(
+                envelope.message_id,
+                "suspended",
+                item=item,
+                event="suspended",
+                error=reason,
+                duration_ms=ms,
+            )
+
     def skipped(self, envelope: Envelope, item: str, reason: str) -> None:
         """A host or hook raised SkipMessage."""
         if self.store is not None:
