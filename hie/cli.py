@@ -8,9 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -124,32 +122,14 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _wait_for_signal() -> None:
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    while not done.wait(0.5):
-        pass
-
-
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the inbound services of a production until SIGINT/SIGTERM."""
+    """Run the inbound items (MLLP listeners, file pollers) until SIGINT/SIGTERM."""
     from hie.broker import ensure_broker
-    from hie.celery_app import create_app
-    from hie.services import ServiceRunner
-    from hie.tasks.register import make_dispatcher
+    from mllp_gateway.app import run_gateway
 
     production = _production(args.file)
     ensure_broker(settings)
-    app = create_app(settings)
-    dispatcher = make_dispatcher(app, production, settings, open_store(settings))
-    runner = ServiceRunner(production, dispatcher)
-    runner.start()
-    print(f"gateway for {production.name}: {len(runner.services)} service(s) running", flush=True)
-    try:
-        _wait_for_signal()
-    finally:
-        runner.stop()
+    run_gateway(production, settings)
     return 0
 
 

@@ -110,6 +110,12 @@ class Dispatcher:
             self.tracker.queued(envelope)
         return sig.apply_async(task_id=str(envelope.message_id))
 
+    def publish(self, envelope: Envelope, producer: Any = None) -> AsyncResult:
+        """Publish an envelope that is already stored (the gateway group-commits first)."""
+        return self.signature(envelope).apply_async(
+            task_id=str(envelope.message_id), producer=producer
+        )
+
     def send_with_responses(self, caller: str, request: Envelope, children: list[Envelope]) -> str:
         """Send ``children`` so each reply runs ``caller``'s on_response and then on_complete.
 

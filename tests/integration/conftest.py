@@ -54,15 +54,22 @@ def broker_settings(
     return _settings(AMQP_URL, run_home)
 
 
+def _own_store(settings: Settings, tmp_path: Path) -> Settings:
+    """Each test gets its own SQLite store, so what it counts is only its own messages."""
+    if "HIE_TEST_DATABASE_URL" in os.environ:
+        return settings
+    return settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'hie.db'}"})
+
+
 @pytest.fixture
 def harness(redis_settings: Settings, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(redis_settings, tmp_path)
+    h = Harness(_own_store(redis_settings, tmp_path), tmp_path)
     yield h
     h.cleanup()
 
 
 @pytest.fixture
 def any_broker(broker_settings: Settings, tmp_path: Path) -> Iterator[Harness]:
-    h = Harness(broker_settings, tmp_path)
+    h = Harness(_own_store(broker_settings, tmp_path), tmp_path)
     yield h
     h.cleanup()

@@ -18,6 +18,7 @@ import redis
 import yaml
 from kombu import Connection
 
+from hie.broker import answers
 from hie.celery_app import create_app
 from hie.config.loader import load_production
 from hie.messages import Envelope
@@ -120,6 +121,25 @@ class Harness:
             wait_for(ready, 60, f"worker {item} to be ready")
         return proc
 
+    def start_gateway(self, port: int, timeout: float = 60.0) -> subprocess.Popen[bytes]:
+        """Start ``hie gateway FILE`` as an OS process; wait until ``port`` accepts connections."""
+        assert self.path is not None
+        log = (self.tmp / "gateway.log").open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hie.cli", "gateway", str(self.path)],
+            stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.tmp,
+        )
+        log.close()
+        self.workers.append(proc)
+
+        def listening() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"gateway exited {proc.returncode}: {self.log('gateway')}")
+            return answers(f"redis://127.0.0.1:{port}", timeout=0.2)
+
+        wait_for(listening, timeout, "the gateway to listen")
+        return proc
+
     def log(self, item: str) -> str:
         path = self.tmp / f"{item}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
@@ -182,6 +202,15 @@ class Harness:
             client.close()
         if self._store is not None:
             self._store.dispose()
+
+
+def free_port() -> int:
+    """A TCP port that was free a moment ago on 127.0.0.1."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def ready_files(settings: Settings, production: str, item: str) -> list[dict[str, Any]]:

@@ -1,0 +1,65 @@
+"""HL7TCPService: the inbound MLLP business service (IRIS ``EnsLib.HL7.Service.TCPService``).
+
+The service's listener is run by the gateway (``mllp_gateway``), which frames, stores, enqueues
+and acknowledges each message; this class holds the item's settings and what to do per message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from hie.hosts.base import ItemSettings
+from hie.hosts.service import BusinessService
+
+AckMode = Literal["never", "immediate", "application", "msh"]
+
+
+class HL7TCPServiceSettings(ItemSettings):
+    """Listener and acknowledgement settings of an inbound MLLP item."""
+
+    #: Address to listen on; 127.0.0.1 unless the item says otherwise.
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    max_connections: int = Field(default=100, ge=1)
+    #: Client addresses or networks allowed to connect (empty: everyone who can reach the port).
+    allowed_clients: list[str] = Field(default_factory=list)
+    #: TLS: server certificate and key; with ``tls_ca`` clients must present a certificate.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+    ack_mode: AckMode = "immediate"
+    #: Answer CA/CE/CR (commit codes) instead of AA/AE/AR in immediate mode.
+    use_commit_codes: bool = False
+    #: Largest message accepted (bytes); a larger one gets AR and the connection stays usable.
+    max_message_size: int = Field(default=16 * 1024 * 1024, ge=1024)
+    #: Close a connection idle this long between messages (seconds; None: never).
+    idle_timeout: float | None = None
+    #: Give up on a frame that does not finish within this many seconds.
+    read_timeout: float = Field(default=30.0, gt=0)
+    #: Decode every message with this charset; else MSH-18; else ``default_charset``.
+    charset: str | None = None
+    default_charset: str = "utf-8"
+    #: Seconds to wait for the targets in ``application`` mode before answering AE.
+    app_ack_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("allowed_clients")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            ipaddress.ip_network(entry, strict=False)  # raises ValueError with the bad entry
+        return value
+
+
+class HL7TCPService(BusinessService):
+    """Receives HL7 v2 over MLLP; each message goes to every target (see ``mllp_gateway``)."""
+
+    Settings: ClassVar[type[ItemSettings]] = HL7TCPServiceSettings
+    #: Messages from this service carry this priority unless the item sets one.
+    default_priority: ClassVar[int | None] = None
+
+    def message_priority(self, message: Any) -> int | None:
+        """Priority for an inbound message; override to read it from the message itself."""
+        return self.item.priority

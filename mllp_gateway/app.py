@@ -1,0 +1,91 @@
+"""Gateway: every inbound item of a production in one process.
+
+HL7TCPService items get an asyncio MLLP listener each (``GatewayServer``); polling services
+(files) run their adapter loops in threads (``ServiceRunner``). All share one store, one group
+committer and one publisher thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+
+from hie.celery_app import create_app
+from hie.hosts.hl7_service import HL7TCPService
+from hie.production import Production
+from hie.services import ServiceRunner
+from hie.settings import Settings
+from hie.store import GroupCommitter, MessageStore
+from hie.tasks.register import make_dispatcher
+from mllp_gateway.publisher import Publisher
+from mllp_gateway.server import GatewayServer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """Runs the inbound side of a production until stopped."""
+
+    production: Production
+    settings: Settings
+    servers: dict[str, GatewayServer] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.store = MessageStore(self.settings.database_url)
+        self.store.migrate()
+        self.app = create_app(self.settings)
+        self.dispatcher = make_dispatcher(self.app, self.production, self.settings, self.store)
+        self.committer = GroupCommitter(self.store)
+        self.publisher = Publisher(self.dispatcher)
+        self.runner = ServiceRunner(self.production, self.dispatcher)
+
+    async def start(self) -> None:
+        """Start every enabled inbound item."""
+        for item in self.production.items:
+            host_class = self.production.host_class(item.name)
+            if not item.enabled or not issubclass(host_class, HL7TCPService):
+                continue
+            service = host_class(item, self.production, dispatcher=self.dispatcher)
+            service.on_init()
+            server = GatewayServer(
+                service, store=self.store, committer=self.committer, publisher=self.publisher
+            )
+            await server.start()
+            service.on_start()
+            self.servers[item.name] = server
+        self.runner.start()
+
+    async def stop(self) -> None:
+        """Stop accepting, finish what is in hand, flush the store and the publisher."""
+        for server in self.servers.values():
+            await server.stop()
+            server.service.on_stop()
+            server.service.on_tear_down()
+        self.runner.stop()
+        self.publisher.close()
+        self.committer.close()
+        self.store.dispose()
+
+    async def serve_until_signalled(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        ports = ", ".join(f"{n}:{s.port}" for n, s in self.servers.items())
+        print(
+            f"gateway for {self.production.name} running: MLLP {ports or 'none'}; "
+            f"{len(self.runner.services)} polling service(s)",
+            flush=True,
+        )
+        await stop.wait()
+        await self.stop()
+
+
+def run_gateway(production: Production, settings: Settings) -> None:
+    """Run the gateway of ``production`` in this process until signalled."""
+    asyncio.run(Gateway(production, settings).serve_until_signalled())

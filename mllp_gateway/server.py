@@ -1,0 +1,287 @@
+"""The MLLP listener of one HL7TCPService item: frame, store, enqueue, then ACK or NAK.
+
+Per connection, messages are handled one after another in the order they arrived. Per message:
+
+1. read one MLLP frame (oversize frames are skipped without holding them in memory: AR);
+2. decode it (item charset, else MSH-18, else the default) and read the MSH;
+3. give it ids and a session, one envelope per target, and commit them to the store (group
+   commit): **nothing is acknowledged before it is stored**;
+4. hand the envelopes to the publisher thread (the event loop never blocks on the broker);
+5. answer per ``ack_mode``. A malformed message is stored with status error and gets AR with an
+   ERR segment naming the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from hie.adapters.mllp import Frame, MLLPFrameReader, MLLPTimeoutError, frame
+from hie.errors import HIEError, MLLPFramingError
+from hie.hl7 import HL7Message, build_ack, build_nak_for_unreadable, python_codec, sniff_charset
+from hie.hosts.hl7_service import HL7TCPService, HL7TCPServiceSettings
+from hie.messages import BODY_TEXT, Envelope
+from mllp_gateway.acks import AckPlan, plan_acks, wait_for_session
+
+if TYPE_CHECKING:
+    from hie.store import GroupCommitter, MessageStore
+    from mllp_gateway.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GatewayStats:
+    """Counters of one listener (read by tests, benchmarks and the metrics endpoint)."""
+
+    connections: int = 0
+    received: int = 0
+    acked: int = 0
+    rejected: int = 0
+    errors: int = 0
+    refused_connections: int = 0
+    ack_seconds: list[float] = field(default_factory=list)
+
+
+class GatewayServer:
+    """An asyncio MLLP server for one ``HL7TCPService`` item."""
+
+    def __init__(
+        self,
+        service: HL7TCPService,
+        *,
+        store: MessageStore,
+        committer: GroupCommitter,
+        publisher: Publisher,
+    ) -> None:
+        self.service = service
+        self.settings: HL7TCPServiceSettings = service.settings  # type: ignore[assignment]
+        self.store = store
+        self.committer = committer
+        self.publisher = publisher
+        self.stats = GatewayStats()
+        self._server: asyncio.Server | None = None
+        self._open = 0
+        self._networks = [
+            ipaddress.ip_network(n, strict=False) for n in self.settings.allowed_clients
+        ]
+        # Store writes after the ACK (ACK events) run here, in order, off the event loop.
+        self._after = ThreadPoolExecutor(1, thread_name_prefix=f"ack-log:{service.item_name}")
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (useful when the item says port 0)."""
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if not s.tls_cert:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(s.tls_cert, s.tls_key)
+        if s.tls_ca:
+            context.load_verify_locations(s.tls_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    async def start(self) -> None:
+        """Bind and start accepting connections."""
+        self._server = await asyncio.start_server(
+            self._connection,
+            self.settings.host,
+            self.settings.port,
+            ssl=self._ssl_context(),
+            limit=1 << 20,
+        )
+        log.info("%s listening on %s:%s", self.service.item_name, self.settings.host, self.port)
+
+    async def stop(self) -> None:
+        """Stop accepting; connections in progress finish the message in hand."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        self._after.shutdown(wait=True)
+
+    # -- connections ----------------------------------------------------------------------------
+    def _allowed(self, peer: tuple[str, int] | None) -> bool:
+        if not self._networks:
+            return True
+        if peer is None:
+            return False
+        address = ipaddress.ip_address(peer[0])
+        return any(address in network for network in self._networks)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self._open >= self.settings.max_connections or not self._allowed(peer):
+            self.stats.refused_connections += 1
+            log.warning("%s refused a connection from %s", self.service.item_name, peer)
+            writer.close()
+            return
+        self._open += 1
+        self.stats.connections += 1
+        frames = MLLPFrameReader(
+            reader,
+            max_size=self.settings.max_message_size,
+            idle_timeout=self.settings.idle_timeout,
+            frame_timeout=self.settings.read_timeout,
+        )
+        try:
+            while (item := await frames.read()) is not None:
+                for reply in await self.handle(item):
+                    writer.write(frame(reply))
+                await writer.drain()
+        except MLLPTimeoutError as exc:
+            log.info("%s closing connection from %s: %s", self.service.item_name, peer, exc)
+        except MLLPFramingError as exc:
+            # A frame cut off by the peer was never ACKed: the sender still owns it.
+            log.warning("%s: %s (from %s)", self.service.item_name, exc, peer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._open -= 1
+            writer.close()
+
+    # -- one message ----------------------------------------------------------------------------
+    async def handle(self, item: Frame) -> list[bytes]:
+        """Everything for one frame; returns the ACK frames' payloads to send back (maybe none)."""
+        started = time.perf_counter()
+        self.stats.received += 1
+        codec = self._codec(item.payload)
+        if item.oversize:
+            return [await self._reject_oversize(item, codec)]
+        try:
+            text = item.payload.decode(codec)
+            message = HL7Message(text)
+            message.get("MSH-9")  # read the MSH now: a broken header is rejected here
+        except (HIEError, UnicodeDecodeError, LookupError) as exc:
+            return [await self._reject(item.payload, codec, str(exc))]
+        envelopes = self._envelopes(message)
+        try:
+            await asyncio.gather(
+                *(
+                    self.committer.submit_async(e, status="queued", item=e.target, event="received")
+                    for e in envelopes
+                )
+            )
+        except HIEError as exc:
+            # Not stored, so not accepted: the sender keeps it and sends again.
+            log.error(
+                "%s cannot store message %s: %s", self.service.item_name, message.control_id, exc
+            )
+            return [build_ack(message, "AE", error=f"message not stored: {exc}").encode(codec)]
+        plan = plan_acks(message, self.settings.ack_mode, self.settings.use_commit_codes)
+        try:
+            if envelopes[0].target is not None:
+                await self.publisher.publish(envelopes)
+        except Exception as exc:
+            return [await self._not_enqueued(message, envelopes, codec, exc)]
+        replies = await self._acks(message, envelopes[0], plan, codec)
+        self.stats.acked += 1
+        self.stats.ack_seconds.append(time.perf_counter() - started)
+        if len(self.stats.ack_seconds) > 10_000:
+            del self.stats.ack_seconds[:5_000]
+        return replies
+
+    def _codec(self, payload: bytes) -> str:
+        s = self.settings
+        if s.charset:
+            return python_codec(s.charset, s.default_charset)
+        return python_codec(sniff_charset(payload), s.default_charset)
+
+    def _envelopes(self, message: HL7Message) -> list[Envelope]:
+        """One envelope per target, all in one new session (none: one without a target)."""
+        priority = self.service.message_priority(message)
+        fields = {"source": self.service.item_name}
+        if priority is not None:
+            fields["priority"] = priority  # type: ignore[assignment]
+        first = Envelope.wrap(message, target=(self.service.targets or [None])[0], **fields)
+        rest = [
+            Envelope.wrap(message, target=t, session_id=first.session_id, **fields)
+            for t in self.service.targets[1:]
+        ]
+        return [first, *rest]
+
+    async def _acks(
+        self, message: HL7Message, envelope: Envelope, plan: AckPlan, codec: str
+    ) -> list[bytes]:
+        replies: list[bytes] = []
+        if plan.accept_code is not None:
+            replies.append(build_ack(message, plan.accept_code).encode(codec))
+            self._log_ack(envelope, plan.accept_code, None)
+        if plan.application:
+            code, text = await asyncio.to_thread(
+                wait_for_session, self.store, envelope.session_id, self.settings.app_ack_timeout
+            )
+            if plan.wants_application(code):
+                error = text if code != "AA" else None
+                replies.append(build_ack(message, code, text=text, error=error).encode(codec))
+                self._log_ack(envelope, code, text)
+        return replies
+
+    def _log_ack(self, envelope: Envelope, code: str, text: str | None) -> None:
+        self._after.submit(self._safe_set_ack, envelope, code, text)
+
+    def _safe_set_ack(self, envelope: Envelope, code: str, text: str | None) -> None:
+        try:
+            self.store.set_ack(
+                envelope.message_id, code, text, event="ack_sent", item=self.service.item_name
+            )
+        except HIEError as exc:
+            log.warning("cannot record the ACK of %s: %s", envelope.message_id, exc)
+
+    async def _reject(self, payload: bytes, codec: str, reason: str) -> bytes:
+        """Store what could not be read (status error) and answer AR with the reason."""
+        self.stats.rejected += 1
+        text = payload.decode(codec, errors="replace")
+        envelope = Envelope(body_type=BODY_TEXT, body=text, source=self.service.item_name)
+        try:
+            await self.committer.submit_async(
+                envelope,
+                status="error",
+                item=self.service.item_name,
+                event="rejected",
+                raw_body=payload,
+            )
+            await asyncio.to_thread(
+                self.store.set_status,
+                envelope.message_id,
+                "error",
+                error=reason,
+                item=self.service.item_name,
+                event="rejected",
+            )
+        except HIEError as exc:
+            log.error("cannot store a rejected message: %s", exc)
+        nak = build_nak_for_unreadable(text, reason)
+        self._log_ack(envelope, "AR", reason)
+        return nak.encode(codec)
+
+    async def _reject_oversize(self, item: Frame, codec: str) -> bytes:
+        limit = self.settings.max_message_size
+        reason = f"message of {item.size} bytes is larger than the limit of {limit} bytes"
+        return await self._reject(item.payload, codec, reason)
+
+    async def _not_enqueued(
+        self, message: HL7Message, envelopes: list[Envelope], codec: str, exc: Exception
+    ) -> bytes:
+        reason = f"message stored but not queued (broker unavailable: {exc})"
+        self.stats.errors += 1
+        for envelope in envelopes:
+            # Mark it so recovery does not also send what the sender will send again.
+            await asyncio.to_thread(
+                self.store.set_status,
+                envelope.message_id,
+                "error",
+                error=reason,
+                item=self.service.item_name,
+                event="not_queued",
+            )
+        return build_ack(message, "AE", error=reason).encode(codec)
