@@ -1,0 +1,169 @@
+"""Real MLLP peers for tests: a loopback receiver that records what it got and answers as told.
+
+Example::
+
+    with MLLPPeer(reply="AE", text="no such patient") as peer:
+        send_to(peer.port)
+        assert peer.received[0].startswith(b"MSH")
+
+``reply`` can be changed while the peer runs (the next message sees it), so a test can make a
+peer fail first and recover later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Literal, Self
+
+from hie.adapters.mllp import END_BLOCK, START_BLOCK, frame
+from hie.hl7 import HL7Message, build_ack
+
+#: How the peer answers each message:
+#: ``AA``/``AE``/``AR``/``CA``/``CE``/``CR``: an ACK with that MSA-1;
+#: ``close``: close the connection without an ACK (after reading the message);
+#: ``mismatch``: an AA whose MSA-2 is another control id;
+#: ``garbage``: a frame that is not HL7.
+Reply = Literal["AA", "AE", "AR", "CA", "CE", "CR", "close", "mismatch", "garbage"]
+
+
+class MLLPPeer:
+    """A threaded MLLP receiver on 127.0.0.1 (port 0 by default); ``received`` lists payloads.
+
+    Options: ``close_after_each`` closes after every ACK (like hl7apy's MLLPServer);
+    ``split_ack`` sends each ACK in small pieces with pauses; ``delay`` waits before answering.
+    """
+
+    def __init__(
+        self,
+        reply: Reply = "AA",
+        *,
+        text: str | None = None,
+        close_after_each: bool = False,
+        split_ack: bool = False,
+        delay: float = 0.0,
+        port: int = 0,
+    ) -> None:
+        self.reply: Reply = reply
+        self.text = text
+        self.close_after_each = close_after_each
+        self.split_ack = split_ack
+        self.delay = delay
+        self.received: list[bytes] = []
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", port))
+        self.port: int = self._sock.getsockname()[1]
+        self._threads: list[threading.Thread] = []
+        self._clients: list[socket.socket] = []
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        """Listen and serve in background threads."""
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        thread = threading.Thread(target=self._accept_loop, name="mllp-peer", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and close every connection."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        with self._lock:
+            for client in self._clients:
+                with contextlib.suppress(OSError):
+                    client.close()
+
+    def messages(self) -> list[HL7Message]:
+        """What was received, parsed."""
+        with self._lock:
+            return [HL7Message(raw) for raw in self.received]
+
+    def _accept_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._clients.append(conn)
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.settimeout(0.1)
+        buf = b""
+        try:
+            while not self._stop.is_set():
+                start, end = buf.find(START_BLOCK), buf.find(END_BLOCK)
+                if start >= 0 and end > start:
+                    payload, buf = buf[start + 1 : end], buf[end + len(END_BLOCK) :]
+                    if not self._answer(conn, payload):
+                        return
+                    continue
+                try:
+                    chunk = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    return
+                buf += chunk
+        except OSError:
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+    def _answer(self, conn: socket.socket, payload: bytes) -> bool:
+        """Record and answer one message; False when the connection is to be closed."""
+        with self._lock:
+            self.received.append(payload)
+        reply = self.reply
+        if reply == "close":
+            return False
+        if self.delay:
+            time.sleep(self.delay)
+        data = frame(self._ack_bytes(payload, reply))
+        if self.split_ack:
+            for i in range(0, len(data), 7):
+                conn.sendall(data[i : i + 7])
+                time.sleep(0.01)
+        else:
+            conn.sendall(data)
+        return not self.close_after_each
+
+    def _ack_bytes(self, payload: bytes, reply: Reply) -> bytes:
+        if reply == "garbage":
+            return b"this is not HL7"
+        msg = HL7Message(payload)
+        if reply == "mismatch":
+            ack = build_ack(msg, "AA")
+            ack.set("MSA-2", "NOT-" + msg.control_id)
+        else:
+            ack = build_ack(msg, reply, text=self.text)
+        return ack.encode()
