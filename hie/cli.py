@@ -38,8 +38,16 @@ def open_store(settings: Settings) -> Any:
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     """Load and check a production; print its items and graph."""
+    migration = None
     try:
-        production = _production(args.file)
+        if Path(args.file).suffix.lower() in {".cls", ".xml"}:
+            # IRIS files load without their unmapped items; the report explains each one.
+            from hie.config.iris import read_iris_production
+
+            iris = read_iris_production(args.file, args.mapping)
+            production, migration = iris.production, iris.report()
+        else:
+            production = _production(args.file)
     except ProductionError as exc:
         if args.json:
             print(
@@ -65,7 +73,10 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
     if args.json:
-        print(json.dumps({"ok": True, "production": production.name, "items": items}, indent=2))
+        out = {"ok": True, "production": production.name, "items": items}
+        if migration is not None:
+            out["migration"] = migration
+        print(json.dumps(out, indent=2))
         return 0
     print(f"production {production.name}: {len(items)} item(s), valid")
     for it in items:
@@ -75,6 +86,11 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     print("graph:")
     for source, target in production.edges():
         print(f"  {source} -> {target}")
+    if migration is not None:
+        from hie.commands.iris import format_report
+
+        print("migration report:")
+        print(format_report(migration))
     return 0
 
 
@@ -153,7 +169,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 #: Modules that add commands of their own: each has ``add_commands(subparsers)``.
-COMMAND_MODULES: list[str] = []
+COMMAND_MODULES: list[str] = [
+    "hie.commands.iris",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="load and check a production; print its items and graph")
     p.add_argument("file")
     p.add_argument("--json", action="store_true", help="print a JSON report")
+    p.add_argument("--mapping", metavar="FILE", help="IRIS class/setting mapping (YAML)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("worker", help="run the Celery worker(s) of one item")

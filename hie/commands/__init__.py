@@ -1,0 +1,1 @@
+"""Command modules that plug into ``hie`` (each has ``add_commands(subparsers)``)."""

@@ -1,0 +1,227 @@
+"""``import-iris``: convert IRIS productions, routing rules and DTL transforms into HIE files.
+
+Inputs may be mixed; each file's kind comes from its class (``Extends Ens.Production`` /
+``Ens.Rule.Definition`` / ``Ens.DataTransformDTL``, or the XData block it carries) or, for XML,
+from its root element. Output in ``-o DIR``:
+
+- ``<production>.yaml`` per production (loads back with ``hie validate``);
+- ``rules/<RuleClass>.yaml`` and ``transforms/<DTLClass>.yaml`` when ``hie.rules`` can read them;
+- ``report.json`` and ``report.txt``: every item, what it became and everything that did not map.
+
+A production with unmapped items is written only with ``--allow-partial`` (then without them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hie.config.iris import IrisProduction, read_iris_production
+from hie.config.iris_map import load_mapping
+from hie.config.safe_xml import parse_xml
+from hie.errors import ConfigError, HIEError, ProductionError
+
+_EXTENDS_RE = re.compile(r"^\s*Class\s+([\w.%]+)(?:\s+Extends\s+\(?([\w.%,\s]+)\)?)?", re.M)
+_XDATA_RE = re.compile(r"^\s*XData\s+(\w+)", re.M)
+_KINDS = {
+    "Ens.Production": "production",
+    "Ens.Rule.Definition": "rule",
+    "Ens.DataTransformDTL": "dtl",
+    "ProductionDefinition": "production",
+    "RuleDefinition": "rule",
+    "DTL": "dtl",
+    "Production": "production",
+    "ruleDefinition": "rule",
+    "transform": "dtl",
+}
+
+
+def file_kind(path: Path) -> str:
+    """``production``, ``rule`` or ``dtl``; ``ConfigError`` when the file is none of these."""
+    if path.suffix.lower() == ".cls":
+        text = path.read_text(encoding="utf-8")
+        match = _EXTENDS_RE.search(text)
+        supers = [s.strip() for s in (match.group(2) or "").split(",")] if match else []
+        names = supers + _XDATA_RE.findall(text)
+    else:
+        root = parse_xml(path.read_bytes(), source=str(path))
+        names = [
+            e.text.strip() if e.tag == "Super" and e.text else e.get("name") or str(e.tag)
+            for e in root.iter()
+            if isinstance(e.tag, str)
+        ]
+        names = [n.rsplit("}", 1)[-1] for n in names]
+    for name in names:
+        if name in _KINDS:
+            return _KINDS[name]
+    raise ConfigError(
+        f"{path}: not an IRIS production, routing rule or DTL (no Ens.Production, "
+        "Ens.Rule.Definition or Ens.DataTransformDTL)"
+    )
+
+
+def _item_yaml(item: dict[str, Any]) -> str:
+    text = yaml.safe_dump([item], sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return "".join(f"  {line}\n" for line in text.splitlines())
+
+
+def production_yaml(result: IrisProduction, rule_files: dict[str, str]) -> str:
+    """The production as readable YAML, one comment per item saying where it came from."""
+    lines = [
+        f"# Converted from {result.source} by `hie import-iris`.",
+        "# Every setting that did not map is listed in report.txt.",
+    ]
+    for item in result.unmapped:
+        lines.append(f"# NOT CONVERTED: {item.name} ({item.iris_class}): {item.reason}")
+    head: dict[str, Any] = {"name": result.production.name}
+    if result.production.description:
+        head["description"] = result.production.description
+    lines.append(yaml.safe_dump(head, sort_keys=False, allow_unicode=True).rstrip())
+    lines.append("items:")
+    reports = {r.name: r for r in result.items}
+    for item in result.production.items:
+        data = item.model_dump(by_alias=True, exclude_none=True)
+        data = {k: v for k, v in data.items() if v not in ([], {})}
+        report = reports[item.name]
+        rule = report.rule
+        if rule and rule in rule_files and "rules" in data.get("settings", {}):
+            data["settings"]["rules"] = rule_files[rule]
+        lines.append(f"  # IRIS {report.iris_name!r}: {report.iris_class} (line {report.line})")
+        lines.append(_item_yaml(data).rstrip("\n"))
+    return "\n".join(lines) + "\n"
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A production's migration report as text: per item, its classes and what did not map."""
+    out = [f"production {report['production']} ({report['source']})"]
+    out += [f"  note: {note}" for note in report["notes"]]
+    for item in report["items"]:
+        hie = item["hie_class"] or "NOT MAPPED"
+        out.append(f"  {item['name']}: {item['iris_class']} -> {hie} (line {item['line']})")
+        if item["reason"]:
+            out.append(f"    why: {item['reason']}")
+        for unmapped in item["unmapped_settings"]:
+            where = f" (line {unmapped['line']})" if unmapped["line"] else ""
+            setting = f"{unmapped['name']}={unmapped['value']!r}{where}"
+            out.append(f"    unmapped {setting}: {unmapped['reason']}")
+        out += [f"    note: {note}" for note in item["notes"]]
+    if report["unmapped_items"]:
+        out.append(
+            f"  {len(report['unmapped_items'])} item(s) not mapped; `start` refuses this "
+            "production until each is mapped (--mapping FILE) or removed"
+        )
+    return "\n".join(out)
+
+
+def _convert_other(path: Path, kind: str, out_dir: Path) -> dict[str, Any]:
+    """Convert a rule or DTL file with ``hie.rules``, when this version has it."""
+    module, func, folder = (
+        ("hie.rules.iris_rules", "load_iris_rules", "rules")
+        if kind == "rule"
+        else ("hie.rules.dtl", "load_iris_dtl", "transforms")
+    )
+    try:
+        loader = getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError):
+        return {"file": str(path), "kind": kind, "ok": False, "error": f"{module} is not available"}
+    loaded = loader(path)
+    name = str(getattr(loaded, "name", None) or path.stem)
+    target = out_dir / folder / f"{name}.yaml"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(loaded.to_yaml(), encoding="utf-8")
+    return {"file": str(path), "kind": kind, "ok": True, "name": name, "output": str(target)}
+
+
+def cmd_import_iris(args: argparse.Namespace, settings: object) -> int:
+    """Convert IRIS files into ``args.output``; exit 1 when anything could not be converted."""
+    out_dir = Path(args.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mapping = load_mapping(args.mapping)
+    paths = [Path(p) for p in args.files]
+    kinds: dict[Path, str] = {}
+    summary: dict[str, Any] = {"productions": [], "converted": [], "errors": []}
+    for path in paths:
+        try:
+            kinds[path] = file_kind(path)
+        except (OSError, HIEError) as exc:
+            summary["errors"].append({"file": str(path), "error": str(exc)})
+    rule_files: dict[str, str] = {}
+    for path, kind in kinds.items():
+        if kind == "production":
+            continue
+        try:
+            entry = _convert_other(path, kind, out_dir)
+        except (OSError, HIEError) as exc:
+            entry = {"file": str(path), "kind": kind, "ok": False, "error": str(exc)}
+        summary["converted" if entry["ok"] else "errors"].append(entry)
+        if entry["ok"] and kind == "rule":
+            rule_files[entry["name"]] = str(Path(entry["output"]).relative_to(out_dir))
+    ok = not summary["errors"]
+    for path, kind in kinds.items():
+        if kind == "production":
+            ok = _import_production(path, mapping, out_dir, rule_files, args, summary) and ok
+    texts = [format_report(r) for r in summary["productions"]]
+    texts += [f"error: {e['file']}: {e['error']}" for e in summary["errors"]]
+    (out_dir / "report.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    (out_dir / "report.txt").write_text("\n\n".join(texts) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("\n\n".join(texts))
+        print(f"wrote {out_dir / 'report.txt'}")
+    return 0 if ok else 1
+
+
+def _import_production(
+    path: Path,
+    mapping: Any,
+    out_dir: Path,
+    rule_files: dict[str, str],
+    args: argparse.Namespace,
+    summary: dict[str, Any],
+) -> bool:
+    try:
+        result = read_iris_production(path, mapping)
+    except ProductionError as exc:
+        for problem in exc.problems:
+            summary["errors"].append({"file": problem.file, "error": str(problem)})
+        return False
+    report = result.report()
+    summary["productions"].append(report)
+    if result.unmapped and not args.allow_partial:
+        summary["errors"].append(
+            {
+                "file": str(path),
+                "error": f"{len(result.unmapped)} item(s) not mapped (see the report); "
+                "nothing written for this production: map them with --mapping FILE or "
+                "pass --allow-partial",
+            }
+        )
+        return False
+    target = out_dir / f"{result.production.name}.yaml"
+    target.write_text(production_yaml(result, rule_files), encoding="utf-8")
+    report["output"] = str(target)
+    return True
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add ``import-iris`` to the ``hie`` command line."""
+    p = subparsers.add_parser(
+        "import-iris", help="convert IRIS productions, rules and transforms to HIE files"
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help=".cls or exported .xml files")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="where to write")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--mapping", metavar="FILE", help="YAML: classes/settings to map (see docs)")
+    p.add_argument(
+        "--allow-partial",
+        action="store_true",
+        help="write productions without their unmapped items",
+    )
+    p.set_defaults(func=cmd_import_iris)
