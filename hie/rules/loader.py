@@ -1,0 +1,101 @@
+"""Load rules, transforms and lookup tables from files: IRIS classes/XML or HIE YAML/JSON.
+
+Lookup tables are kept as files: YAML/JSON ``{table: {key: value}}`` or an IRIS lookup-table
+export (``<lookupTable><entry table="T" key="K">V</entry></lookupTable>``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from hie.config.safe_xml import parse_xml
+from hie.errors import ConfigError
+from hie.rules.iris_rules import load_iris_rules
+from hie.rules.model import RuleDefinition, rules_from_data
+
+if TYPE_CHECKING:
+    from hie.rules.dtl import Transform
+
+__all__ = ["LookupTables", "load_lookup_tables", "load_rules", "load_transform"]
+
+
+def _read_data(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
+
+
+def load_rules(path: str | Path) -> RuleDefinition:
+    """Rules from an IRIS ``.cls``/``.xml`` file or HIE YAML/JSON (by suffix)."""
+    path = Path(path)
+    if path.suffix.lower() in (".cls", ".xml"):
+        return load_iris_rules(path)
+    return rules_from_data(_read_data(path), source=str(path))
+
+
+def load_transform(path: str | Path, *, allow_partial: bool = False) -> Transform:
+    """A transform from an IRIS DTL ``.cls``/``.xml`` file or HIE YAML/JSON (by suffix)."""
+    from hie.rules.dtl import load_dtl, transform_from_data
+
+    path = Path(path)
+    if path.suffix.lower() in (".cls", ".xml"):
+        return load_dtl(path, allow_partial=allow_partial)
+    return transform_from_data(_read_data(path), source=str(path), allow_partial=allow_partial)
+
+
+class LookupTables:
+    """Named lookup tables (IRIS ``Lookup()`` / ``Exists()``)."""
+
+    def __init__(self, tables: dict[str, dict[str, str]] | None = None) -> None:
+        self.tables: dict[str, dict[str, str]] = {}
+        for name, entries in (tables or {}).items():
+            self.add(name, entries)
+
+    def add(self, table: str, entries: dict[str, Any]) -> None:
+        """Add (or extend) a table; keys and values are kept as text."""
+        self.tables.setdefault(table, {}).update({str(k): str(v) for k, v in entries.items()})
+
+    def get(self, table: str, key: str) -> str | None:
+        """The value for ``key`` in ``table``, or None when either is missing."""
+        return self.tables.get(table, {}).get(key)
+
+    def load(self, path: str | Path) -> None:
+        """Add the tables of one file (YAML, JSON or IRIS lookup-table XML)."""
+        path = Path(path)
+        if path.suffix.lower() == ".xml":
+            self._load_xml(path)
+            return
+        data = _read_data(path)
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise ConfigError(f"{path}: lookup tables must be {{table: {{key: value}}}}")
+        for name, entries in data.items():
+            self.add(str(name), entries)
+
+    def _load_xml(self, path: Path) -> None:
+        try:
+            root = parse_xml(path.read_bytes(), source=str(path))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        for entry in root.iter("{*}entry", "entry"):
+            table, key = entry.get("table"), entry.get("key")
+            if table is None or key is None:
+                raise ConfigError(f"{path}:{entry.sourceline}: <entry> needs table and key")
+            self.tables.setdefault(table, {})[key] = entry.text or ""
+
+
+def load_lookup_tables(paths: Iterable[str | Path]) -> LookupTables:
+    """Every table of every file, later files extending earlier ones."""
+    tables = LookupTables()
+    for path in paths:
+        tables.load(path)
+    return tables
