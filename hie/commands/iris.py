@@ -77,8 +77,8 @@ def production_yaml(result: IrisProduction, rule_files: dict[str, str]) -> str:
         f"# Converted from {result.source} by `hie import-iris`.",
         "# Every setting that did not map is listed in report.txt.",
     ]
-    for item in result.unmapped:
-        lines.append(f"# NOT CONVERTED: {item.name} ({item.iris_class}): {item.reason}")
+    for skipped in result.unmapped:
+        lines.append(f"# NOT CONVERTED: {skipped.name} ({skipped.iris_class}): {skipped.reason}")
     head: dict[str, Any] = {"name": result.production.name}
     if result.production.description:
         head["description"] = result.production.description
@@ -128,8 +128,10 @@ def _convert_other(path: Path, kind: str, out_dir: Path) -> dict[str, Any]:
     )
     try:
         loader = getattr(importlib.import_module(module), func)
-    except (ImportError, AttributeError):
-        return {"file": str(path), "kind": kind, "ok": False, "error": f"{module} is not available"}
+    except Exception as exc:  # an optional converter that fails to import must not stop the rest
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        error = f"{module}.{func} is not available in this version ({reason})"
+        return {"file": str(path), "kind": kind, "ok": False, "error": error}
     loaded = loader(path)
     name = str(getattr(loaded, "name", None) or path.stem)
     target = out_dir / folder / f"{name}.yaml"
@@ -157,7 +159,7 @@ def cmd_import_iris(args: argparse.Namespace, settings: object) -> int:
             continue
         try:
             entry = _convert_other(path, kind, out_dir)
-        except (OSError, HIEError) as exc:
+        except (OSError, ValueError, HIEError) as exc:
             entry = {"file": str(path), "kind": kind, "ok": False, "error": str(exc)}
         summary["converted" if entry["ok"] else "errors"].append(entry)
         if entry["ok"] and kind == "rule":

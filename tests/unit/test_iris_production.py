@@ -221,6 +221,15 @@ def test_duplicate_name_with_one_enabled_keeps_the_enabled_item(tmp_path: Path) 
     assert any("left out" in note for note in result.notes)
 
 
+def test_activity_monitoring_and_unknown_ensemble_classes_are_explained() -> None:
+    from hie.config.iris_map import Mapping, hie_class_for
+
+    name, reason = hie_class_for("Ens.Activity.Operation.Local", Mapping())
+    assert name is None and "activity monitoring" in (reason or "")
+    name, reason = hie_class_for("EnsLib.FTP.PassthroughService", Mapping())
+    assert name is None and "no HIE equivalent" in (reason or "")
+
+
 def test_inbound_client_mode_is_reported_unsupported(tmp_path: Path) -> None:
     xml = """\
 <Production Name="Client">
