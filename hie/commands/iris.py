@@ -121,16 +121,17 @@ def format_report(report: dict[str, Any]) -> str:
 
 def _convert_other(path: Path, kind: str, out_dir: Path) -> dict[str, Any]:
     """Convert a rule or DTL file with ``hie.rules``, when this version has it."""
-    module, func, folder = (
-        ("hie.rules.iris_rules", "load_iris_rules", "rules")
+    module, funcs, folder = (
+        ("hie.rules.iris_rules", ("load_iris_rules",), "rules")
         if kind == "rule"
-        else ("hie.rules.dtl", "load_iris_dtl", "transforms")
+        else ("hie.rules.dtl", ("load_iris_dtl", "load_dtl"), "transforms")
     )
     try:
-        loader = getattr(importlib.import_module(module), func)
+        found = importlib.import_module(module)
+        loader = next(getattr(found, f) for f in funcs if hasattr(found, f))
     except Exception as exc:  # an optional converter that fails to import must not stop the rest
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        error = f"{module}.{func} is not available in this version ({reason})"
+        error = f"{module}.{funcs[0]} is not available in this version ({reason})"
         return {"file": str(path), "kind": kind, "ok": False, "error": error}
     loaded = loader(path)
     name = str(getattr(loaded, "name", None) or path.stem)
