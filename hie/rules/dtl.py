@@ -192,7 +192,7 @@ class Transform(BaseModel):
             prop = a.property.split(".", 1)[-1] if "." in a.property else a.property
             if a.property.startswith("target.") and isinstance(ctx.target, dict):
                 old = ctx.target.get(prop, "") if a.action == "append" else ""
-                ctx.target[prop] = to_str(old) + to_str(value) if a.action == "append" else value
+                ctx.target[prop] = to_str(old) + to_str(value)
             else:
                 ctx.variables[prop] = value  # a DTL local variable (tVar)
             return
