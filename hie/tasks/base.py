@@ -73,6 +73,10 @@ class HostTask(Task):  # type: ignore[misc]
 
     acks_late = True
     reject_on_worker_lost = True
+    # failure_timeout decides when retrying stops. Celery reads retry(max_retries=None) as "the
+    # task's default", which is 3: without this, a 4th failure ended the task with the message
+    # still "queued" in the store.
+    max_retries = None
     runtime: ItemRuntime
 
     @property
