@@ -171,6 +171,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 #: Modules that add commands of their own: each has ``add_commands(subparsers)``.
 COMMAND_MODULES: list[str] = [
     "hie.commands.iris",
+    "hie.commands.send",
 ]
 
 
