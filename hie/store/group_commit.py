@@ -158,7 +158,8 @@ class GroupCommitter:
     def _commit(self, batch: list[_Pending]) -> None:
         try:
             self.store.save_many([p.request for p in batch])
-        except Exception as exc:  # noqa: BLE001 - every failure must reach the waiting callers
+        # Any failure, not only StoreError, must reach the callers waiting on these futures.
+        except Exception as exc:
             self.transactions += 1
             if len(batch) == 1:
                 self._fail(batch[0], exc)

@@ -44,7 +44,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Status(StrEnum):
-    """Where a message is in its life. ``queued``, ``in_progress`` and ``suspended`` are unfinished."""
+    """Where a message is in its life; ``queued``, ``in_progress``, ``suspended`` are unfinished."""
 
     QUEUED = "queued"
     IN_PROGRESS = "in_progress"
@@ -193,7 +193,7 @@ class EventRow(Base):
 
 
 class DeliveryRow(Base):
-    """Proof that ``target`` finished sending ``message_id``: the idempotency key of an operation."""
+    """Proof that ``target`` finished sending ``message_id``: an operation's idempotency key."""
 
     __tablename__ = "deliveries"
 

@@ -36,7 +36,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -471,7 +470,7 @@ class MessageStore:
         event: str = "ack_sent",
         item: str | None = None,
     ) -> None:
-        """Record the ACK code (``AA``, ``AE``, ``CA``...) sent for, or received about, a message."""
+        """Record the ACK code (``AA``, ``AE``, ``CA``...) sent for, or received for, a message."""
         mid = _id(message_id)
         with self._write(f"record the ACK of message {mid}") as conn:
             conn.execute(
@@ -767,11 +766,11 @@ class MessageStore:
             )
             if after is not None:
                 # Keyset paging: old messages of busy sessions are skipped once, not every batch.
+                # Written as a range plus an exclusion, not "a > x OR (a = x AND b > y)": with
+                # the OR, SQLite scanned and sorted every remaining old row for each batch.
                 query = query.where(
-                    or_(
-                        MESSAGES.c.created_at > after[0],
-                        and_(MESSAGES.c.created_at == after[0], MESSAGES.c.message_id > after[1]),
-                    )
+                    MESSAGES.c.created_at >= after[0],
+                    ~and_(MESSAGES.c.created_at == after[0], MESSAGES.c.message_id <= after[1]),
                 )
             query = query.order_by(MESSAGES.c.created_at, MESSAGES.c.message_id).limit(batch_size)
             with self._write("purge old messages") as conn:

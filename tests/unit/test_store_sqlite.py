@@ -1,4 +1,4 @@
-"""The message store on SQLite: connection settings, concurrency, forks, schema, HL7 field reading."""
+"""The store on SQLite: connection settings, concurrency, forks, schema, HL7 field reading."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_concurrent_writers_wait_for_the_lock_instead_of_failing(store: MessageS
             for _ in range(25):
                 store.set_status(env.message_id, Status.IN_PROGRESS)
                 store.record_event(env.message_id, "alert", detail="tick")
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:  # collected for the assertion
             errors.append(exc)
 
     # When they all write
