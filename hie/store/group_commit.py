@@ -49,6 +49,7 @@ class GroupCommitter:
         max_batch: commit at once when this many are waiting.
 
     ``transactions`` and ``saved`` count what the thread did (for benchmarks and tests).
+    Create it in the process that uses it: its thread does not survive a fork.
     """
 
     def __init__(
