@@ -172,6 +172,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 COMMAND_MODULES: list[str] = [
     "hie.commands.iris",
     "hie.commands.send",
+    "hie.commands.messages",
 ]
 
 

@@ -20,6 +20,7 @@ BUILTIN_HOSTS: dict[str, str] = {
     "HL7TCPOperation": "hie.hosts.hl7:HL7TCPOperation",
     "HL7FileService": "hie.hosts.hl7:HL7FileService",
     "HL7FileOperation": "hie.hosts.hl7:HL7FileOperation",
+    "EmailAlertOperation": "hie.hosts.alert:EmailAlertOperation",
 }
 
 

@@ -730,6 +730,51 @@ class MessageStore:
             )
             return [MessageHeader.from_row(r) for r in rows]
 
+    def requeue(
+        self, message_id: str | UUID, expected: Status | str, seen_at: datetime, detail: str
+    ) -> bool:
+        """Move a stale message back to ``queued`` (event ``requeued``), only if it has not
+        moved since it was read: same status, same ``updated_at``. False when it has.
+
+        The compare-and-set keeps the recovery sweeper from undoing a task that finished between
+        the sweeper's read and its write.
+        """
+        mid, now = _id(message_id), _now()
+        with self._write(f"requeue message {mid}") as conn:
+            session_id = conn.execute(
+                update(MESSAGES)
+                .where(
+                    MESSAGES.c.message_id == mid,
+                    MESSAGES.c.status == str(Status(expected)),
+                    MESSAGES.c.updated_at == seen_at,
+                )
+                .values(status=str(Status.QUEUED), updated_at=now)
+                .returning(MESSAGES.c.session_id)
+            ).scalar_one_or_none()
+            if session_id is None:
+                return False
+            event = NewEvent(mid, "requeued", detail=detail, session_id=session_id, at=now)
+            self._insert_events(conn, [event])
+            return True
+
+    def events_after(
+        self, after_id: int, names: Iterable[str], limit: int = 1000
+    ) -> list[EventRecord]:
+        """Events named ``names`` with an id above ``after_id``, oldest first (a cursor)."""
+        with self._read("read new events") as conn:
+            rows = conn.execute(
+                select(EVENTS)
+                .where(EVENTS.c.id > after_id, EVENTS.c.event.in_(list(names)))
+                .order_by(EVENTS.c.id)
+                .limit(limit)
+            )
+            return [EventRecord.from_row(r) for r in rows]
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 when there is none): where a cursor starts."""
+        with self._read("read the last event id") as conn:
+            return int(conn.execute(select(func.max(EVENTS.c.id))).scalar() or 0)
+
     def counts_by_status(self) -> dict[Status, int]:
         """How many messages are in each status (absent statuses count 0)."""
         with self._read("count messages") as conn:
