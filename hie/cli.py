@@ -173,6 +173,7 @@ COMMAND_MODULES: list[str] = [
     "hie.commands.iris",
     "hie.commands.send",
     "hie.commands.messages",
+    "hie.commands.web",
 ]
 
 

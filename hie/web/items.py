@@ -1,0 +1,111 @@
+"""The item overview: what the viewer can read for itself about each item of the production.
+
+Queue depth comes from the broker (Redis lists ``hie.<production>.<item>`` and its priority lists
+``<queue>:1`` .. ``<queue>:9``; kombu's ``sep`` is ``:`` in celeryconfig), counts and rates from
+the store (the last hour only, so the query uses the ``created_at`` index instead of scanning
+every message), and the state from the manager when one answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, func, select
+
+from hie.store.models import MessageRow
+from hie.tasks.routing import queue_name
+
+if TYPE_CHECKING:
+    from hie.production import Production
+    from hie.store import MessageHeader, MessageStore
+
+WINDOW = timedelta(hours=1)
+_MESSAGES = cast(Table, MessageRow.__table__)
+
+
+@dataclass
+class ItemView:
+    """One row of the overview."""
+
+    name: str
+    kind: str
+    class_name: str
+    enabled: bool
+    queue_depth: int | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    last_error: MessageHeader | None = None
+    state: str | None = None
+
+    @property
+    def per_minute(self) -> float:
+        """Messages this item received in the last hour, per minute."""
+        return sum(self.counts.values()) / (WINDOW.total_seconds() / 60)
+
+
+def queue_depths(broker_url: str, production: str, items: list[str]) -> dict[str, int]:
+    """Waiting tasks per item, from Redis; empty when the broker is not Redis or is down."""
+    if not broker_url.startswith(("redis://", "rediss://")):
+        return {}
+    import redis
+
+    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
+    try:
+        pipe = client.pipeline(transaction=False)
+        for item in items:
+            name = queue_name(production, item)
+            for key in [name, *(f"{name}:{p}" for p in range(1, 10))]:
+                pipe.llen(key)
+        lengths = pipe.execute()
+    except redis.RedisError:
+        return {}
+    finally:
+        client.close()
+    return {item: sum(lengths[i * 10 : i * 10 + 10]) for i, item in enumerate(items)}
+
+
+def recent_counts(store: MessageStore, since: datetime) -> dict[str, dict[str, int]]:
+    """``{target: {status: n}}`` for messages created since ``since``."""
+    m = _MESSAGES.c
+    query = (
+        select(m.target, m.status, func.count())
+        .where(m.created_at >= since)
+        .group_by(m.target, m.status)
+    )
+    with store.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out: dict[str, dict[str, int]] = {}
+    for target, status, n in rows:
+        out.setdefault(target or "", {})[status] = n
+    return out
+
+
+def overview(
+    production: Production,
+    store: MessageStore,
+    broker_url: str,
+    states: dict[str, Any] | None = None,
+) -> list[ItemView]:
+    """Every item with its queue depth, last-hour counts, last error and (if known) state."""
+    names = [i.name for i in production.items]
+    depths = queue_depths(broker_url, production.name, names)
+    counts = recent_counts(store, datetime.now(UTC) - WINDOW)
+    views = []
+    for item in production.items:
+        kind = production.host_class(item.name).kind
+        errors = store.find(target=item.name, status="error", limit=1)
+        state = (states or {}).get(item.name)
+        views.append(
+            ItemView(
+                name=item.name,
+                kind=kind,
+                class_name=item.class_name,
+                enabled=item.enabled,
+                queue_depth=depths.get(item.name) if kind != "service" else None,
+                counts=counts.get(item.name, {}),
+                last_error=errors[0] if errors else None,
+                state=str(state.get("state")) if isinstance(state, dict) else state,
+            )
+        )
+    return views

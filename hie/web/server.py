@@ -1,0 +1,32 @@
+"""Running the viewer under uvicorn, with the access log that carries no PHI."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from starlette.types import ASGIApp
+
+log = logging.getLogger("hie.web")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: only this machine can connect."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM.
+
+    uvicorn's own access log is off: it writes the query string, and a search URL holds patient
+    identifiers (``field=PID-3=...``). ``hie.web.app.AccessLog`` logs the path only.
+    """
+    import uvicorn
+
+    log.info("viewer on http://%s:%d/", host, port)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, proxy_headers=False)
