@@ -149,28 +149,17 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
-    """Run the whole production in the foreground, supervised, until Ctrl-C."""
-    from hie.broker import ensure_broker
-    from hie.manager import Supervisor
-
-    production = _production(args.file)
-    ensure_broker(settings)
-    supervisor = Supervisor(production, Path(args.file), settings)
-    supervisor.run_foreground()
-    return 0
-
-
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """Set up and run the demo production (what `make demo` runs)."""
     from hie.demo import run_demo
 
-    return run_demo(settings)
+    return run_demo(settings, args)
 
 
 #: Modules that add commands of their own: each has ``add_commands(subparsers)``.
 COMMAND_MODULES: list[str] = [
     "hie.commands.iris",
+    "hie.commands.manage",
     "hie.commands.send",
     "hie.commands.messages",
     "hie.commands.web",
@@ -202,11 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.set_defaults(func=cmd_gateway)
 
-    p = sub.add_parser("start", help="run the whole production, supervised, in the foreground")
-    p.add_argument("file")
-    p.set_defaults(func=cmd_start)
-
     p = sub.add_parser("demo", help="set up and run the demo production")
+    p.add_argument("--port", type=int, default=2575, help="MLLP port of the demo's inbound feed")
+    p.add_argument("--sink-port", type=int, default=6661, help="port of the bundled MLLP sink")
+    p.add_argument("--metrics-port", type=int, default=9464, help="/metrics; 0 turns it off")
+    p.add_argument("--flower-port", type=int, default=5555, help="printed Flower address")
     p.set_defaults(func=cmd_demo)
 
     import importlib

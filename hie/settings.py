@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = 3600
     # Seconds any broker round trip may block before it fails (never block forever).
     broker_socket_timeout: float = 5.0
+    # The gateway serves /metrics, /health/live and /health/ready here; unset: not served.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("broker_url")
     @classmethod

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 
 from hie.celery_app import create_app
 from hie.hosts.hl7_service import HL7TCPService
+from hie.manager import effective_production, load_state
 from hie.production import Production
 from hie.services import ServiceRunner
 from hie.settings import Settings
 from hie.store import GroupCommitter, MessageStore
 from hie.tasks.register import make_dispatcher
+from mllp_gateway.health import HealthServer
 from mllp_gateway.publisher import Publisher
 from mllp_gateway.server import GatewayServer
 
@@ -32,8 +34,11 @@ class Gateway:
     production: Production
     settings: Settings
     servers: dict[str, GatewayServer] = field(default_factory=dict)
+    health: HealthServer | None = None
 
     def __post_init__(self) -> None:
+        overrides = load_state(self.settings, self.production.name)
+        self.production = effective_production(self.production, overrides)
         self.store = MessageStore(self.settings.database_url)
         self.store.migrate()
         self.app = create_app(self.settings)
@@ -57,9 +62,43 @@ class Gateway:
             service.on_start()
             self.servers[item.name] = server
         self.runner.start()
+        if self.settings.metrics_port is not None:
+            self.health = self._health_server(self.settings.metrics_port)
+            self.health.start()
+
+    def _health_server(self, port: int) -> HealthServer:
+        from sqlalchemy import text
+
+        from hie.broker import answers
+        from hie.metrics import production_registry
+
+        registry, before_scrape = production_registry(
+            self.production,
+            self.settings,
+            self.store,
+            lambda: {name: s.stats.ack_seconds for name, s in self.servers.items()},
+        )
+
+        def broker() -> str | None:
+            ok = answers(self.settings.broker_url, timeout=self.settings.broker_socket_timeout)
+            return None if ok else f"the broker at {self.settings.broker_url} does not answer"
+
+        def store() -> str | None:
+            with self.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return None
+
+        def listeners() -> str | None:
+            down = [n for n, s in self.servers.items() if s._server is None]
+            return f"not listening: {', '.join(down)}" if down else None
+
+        checks = {"broker": broker, "store": store, "listeners": listeners}
+        return HealthServer(self.settings.metrics_host, port, registry, checks, before_scrape)
 
     async def stop(self) -> None:
         """Stop accepting, finish what is in hand, flush the store and the publisher."""
+        if self.health is not None:
+            self.health.close()
         for server in self.servers.values():
             await server.stop()
             server.service.on_stop()
@@ -77,9 +116,10 @@ class Gateway:
             loop.add_signal_handler(sig, stop.set)
         await self.start()
         ports = ", ".join(f"{n}:{s.port}" for n, s in self.servers.items())
+        metrics = f"; metrics on port {self.health.port}" if self.health else ""
         print(
             f"gateway for {self.production.name} running: MLLP {ports or 'none'}; "
-            f"{len(self.runner.services)} polling service(s)",
+            f"{len(self.runner.services)} polling service(s){metrics}",
             flush=True,
         )
         await stop.wait()

@@ -1,0 +1,277 @@
+"""What ``status`` shows: per item its state and pids (from the manager), queue depth (from the
+broker) and processed / failed / last error (from the store).
+
+Queue depth on Redis is the sum of LLEN over kombu's priority lists: with ``sep=':'`` and ten
+priority steps a queue is ``<queue>``, ``<queue>:1`` ... ``<queue>:9``. On RabbitMQ it is the
+``message_count`` of a passive ``queue_declare``. Neither counts tasks a worker has reserved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from hie.tasks.routing import queue_name
+
+if TYPE_CHECKING:
+    from hie.manager import Supervisor
+    from hie.production import Production
+    from hie.settings import Settings
+    from hie.store import MessageStore
+
+_PRIORITY_LISTS = ["", *(f":{n}" for n in range(1, 10))]
+
+
+def pool_children(pid: int) -> list[int]:
+    """The child pids of ``pid`` (a prefork worker's pool processes), read from /proc."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return sorted(set(children))
+
+
+def queue_depths(settings: Settings, queues: Iterable[str]) -> dict[str, int]:
+    """Messages waiting in each queue (0 for one that does not exist yet)."""
+    queues = list(queues)
+    if not queues:
+        return {}
+    if settings.broker_is_redis:
+        import redis
+
+        client = redis.Redis.from_url(
+            settings.broker_url,
+            socket_timeout=settings.broker_socket_timeout,
+            socket_connect_timeout=settings.broker_socket_timeout,
+        )
+        try:
+            pipe = client.pipeline(transaction=False)
+            for q in queues:
+                for suffix in _PRIORITY_LISTS:
+                    pipe.llen(q + suffix)
+            counts = pipe.execute()
+        finally:
+            client.close()
+        step = len(_PRIORITY_LISTS)
+        return {q: int(sum(counts[i * step : (i + 1) * step])) for i, q in enumerate(queues)}
+    return _amqp_depths(settings, queues)
+
+
+def _amqp_depths(settings: Settings, queues: list[str]) -> dict[str, int]:
+    from kombu import Connection
+
+    out: dict[str, int] = {}
+    with Connection(settings.broker_url, connect_timeout=settings.broker_socket_timeout) as conn:
+        channel = conn.channel()
+        for q in queues:
+            try:
+                out[q] = int(channel.queue_declare(q, passive=True).message_count)
+            except Exception:  # a passive declare of a missing queue closes the channel
+                out[q] = 0
+                channel = conn.channel()
+    return out
+
+
+def total_depth(supervisor: Supervisor) -> int:
+    """Messages queued for the production's enabled workers (what a graceful stop drains)."""
+    items = [
+        i.name
+        for i in supervisor.production.items
+        if supervisor.kind(i.name) != "service" and supervisor.enabled(i.name)
+    ]
+    depths = queue_depths(supervisor.settings, [queue_name(supervisor.name, n) for n in items])
+    return sum(depths.values())
+
+
+@dataclass
+class ItemCounts:
+    """What the store knows about one item."""
+
+    received: int = 0
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+    last_error: str | None = None
+
+
+def item_counts(store: MessageStore, production: Production) -> dict[str, ItemCounts]:
+    """Per item: messages received (a service: that it sent in), completed, failed, retried."""
+    from hie.store.store import EVENTS, MESSAGES
+
+    names = [i.name for i in production.items]
+    services = {i.name for i in production.items if production.host_class(i.name).kind == "service"}
+    out = {n: ItemCounts() for n in names}
+    m = MESSAGES.c
+    with store.engine.connect() as conn:
+        for target, status, n in conn.execute(
+            select(m.target, m.status, func.count())
+            .where(m.target.in_(names))
+            .group_by(m.target, m.status)
+        ):
+            c = out[target]
+            c.received += n
+            c.processed += n if status == "completed" else 0
+            c.failed += n if status == "error" else 0
+        for source, n in conn.execute(
+            select(m.source, func.count()).where(m.source.in_(services)).group_by(m.source)
+        ):
+            out[source].received += n
+        e = EVENTS.c
+        for item, n in conn.execute(
+            select(e.item, func.count())
+            .where(e.item.in_(names), e.event == "retried")
+            .group_by(e.item)
+        ):
+            out[item].retried = n
+        for target, error in conn.execute(
+            select(m.target, m.error)
+            .where(m.target.in_(names), m.status == "error")
+            .order_by(m.updated_at.desc())
+            .limit(200)
+        ):
+            if out[target].last_error is None:
+                out[target].last_error = error
+    return out
+
+
+@dataclass
+class ItemStatus:
+    """One row of ``status``."""
+
+    name: str
+    kind: str
+    enabled: bool
+    state: str  # starting | running | stopped | disabled | failed | restarting
+    pid: int | None = None
+    pool_pids: list[int] = field(default_factory=list)
+    pool: str | None = None
+    pool_size: int | None = None
+    restarts: int = 0
+    queue_depth: int = 0
+    received: int = 0
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+    last_error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+def unit_state(unit: Any, enabled: bool) -> str:
+    """One word for a supervised process (``unit`` may be None: not running)."""
+    if not enabled:
+        return "disabled"
+    if unit is None:
+        return "stopped"
+    if unit.given_up:
+        return "failed"
+    if unit.pid is None:
+        return "restarting"
+    return "running" if unit.ready else "starting"
+
+
+def snapshot(supervisor: Supervisor) -> dict[str, Any]:
+    """What the running manager knows: per item its process state and pids (no I/O)."""
+    from hie.manager import GATEWAY
+
+    with supervisor.lock:
+        items = []
+        for item in supervisor.production.items:
+            kind = supervisor.kind(item.name)
+            unit = supervisor.units.get(GATEWAY if kind == "service" else item.name)
+            enabled = supervisor.enabled(item.name)
+            pid = unit.pid if unit is not None else None
+            prefork = kind != "service" and item.pool == "prefork"
+            children = pool_children(pid) if pid and prefork else []
+            items.append(
+                {
+                    "name": item.name,
+                    "kind": kind,
+                    "enabled": enabled,
+                    "state": unit_state(unit, enabled),
+                    "pid": pid,
+                    "pool_pids": children,
+                    "restarts": unit.restarts if unit is not None else 0,
+                    "pool": None if kind == "service" else item.pool,
+                    "pool_size": None if kind == "service" else item.pool_size,
+                }
+            )
+        extras = [
+            {"name": u.name, "kind": u.kind, "state": unit_state(u, True), "pid": u.pid}
+            for u in supervisor.units.values()
+            if u.kind in ("extra", GATEWAY)
+        ]
+    return {
+        "production": supervisor.name,
+        "file": str(supervisor.file),
+        "manager_pid": _getpid(),
+        "items": items,
+        "processes": extras,
+    }
+
+
+def _getpid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def full_status(
+    production: Production,
+    settings: Settings,
+    store: MessageStore | None,
+    running: dict[str, Any] | None,
+    overrides: dict[str, bool],
+) -> list[ItemStatus]:
+    """Join the manager's snapshot (None: not running) with broker depths and store counts."""
+    live = {i["name"]: i for i in (running or {}).get("items", [])}
+    workers = [i.name for i in production.items if production.host_class(i.name).kind != "service"]
+    depths = queue_depths(settings, [queue_name(production.name, n) for n in workers])
+    counts = item_counts(store, production) if store is not None else {}
+    rows = []
+    for item in production.items:
+        kind = production.host_class(item.name).kind
+        enabled = overrides.get(item.name, item.enabled)
+        info = live.get(item.name, {})
+        row = ItemStatus(
+            name=item.name,
+            kind=kind,
+            enabled=info.get("enabled", enabled),
+            state=info.get("state", "stopped" if enabled else "disabled"),
+            pid=info.get("pid"),
+            pool_pids=info.get("pool_pids", []),
+            pool=None if kind == "service" else item.pool,
+            pool_size=None if kind == "service" else item.pool_size,
+            restarts=info.get("restarts", 0),
+            queue_depth=depths.get(queue_name(production.name, item.name), 0),
+        )
+        c = counts.get(item.name)
+        if c is not None:
+            row.received, row.processed, row.failed = c.received, c.processed, c.failed
+            row.retried, row.last_error = c.retried, c.last_error
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[ItemStatus], rates: dict[str, float] | None = None) -> str:
+    """A fixed-width table of ``rows``; ``rates``: processed per second per item."""
+    head = f"{'item':<24} {'kind':<9} {'state':<10} {'pids':<22} {'queued':>7} {'done':>7} "
+    head += f"{'failed':>6} {'/s':>6}  last error"
+    lines = [head]
+    for r in rows:
+        pids = ",".join(str(p) for p in ([r.pid] if r.pid else []) + r.pool_pids) or "-"
+        rate = f"{rates.get(r.name, 0.0):6.1f}" if rates is not None else f"{'':>6}"
+        error = (r.last_error or "").splitlines()[0][:40] if r.last_error else ""
+        lines.append(
+            f"{r.name[:24]:<24} {r.kind:<9} {r.state:<10} {pids[:22]:<22} {r.queue_depth:>7} "
+            f"{r.processed:>7} {r.failed:>6} {rate}  {error}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,200 @@
+"""Prometheus metrics of a production, read at scrape time.
+
+Per-item counters come from the message store (the record, shared by every process, so any one
+process can serve them): ``hie_item_received_total``, ``hie_item_completed_total``,
+``hie_item_failed_total``, ``hie_item_retried_total``. ``hie_queue_depth`` comes from the broker.
+``hie_end_to_end_seconds`` observes, once per message completed at an operation, the time from
+the first message of its session being stored to that completion. ``hie_ack_seconds`` (receipt to
+ACK written) is fed by the gateway's listeners.
+
+Example::
+
+    registry = CollectorRegistry()
+    registry.register(ProductionCollector(production, settings, store))
+    print(generate_latest(registry).decode())
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from hie.tasks.routing import queue_name
+
+if TYPE_CHECKING:
+    from hie.production import Production
+    from hie.settings import Settings
+    from hie.store import MessageStore
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+#: How many completed message ids are remembered so a re-updated row is not observed twice.
+_REMEMBER = 200_000
+
+
+class ProductionCollector(Collector):
+    """Counters and gauges of one production, computed when Prometheus scrapes."""
+
+    def __init__(
+        self,
+        production: Production,
+        settings: Settings,
+        store: MessageStore,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.production = production
+        self.settings = settings
+        self.store = store
+        self._lock = threading.Lock()
+        self._watermark: datetime | None = None
+        self._seen: set[str] = set()
+        self._order: deque[str] = deque()
+        self.end_to_end = Histogram(
+            "hie_end_to_end_seconds",
+            "Seconds from a session's first message stored to its completion at an operation.",
+            ["production", "item"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        """The production's counters and queue depths, read now."""
+        from hie.manager_status import item_counts, queue_depths
+
+        name = self.production.name
+        labels = ["production", "item"]
+        families = {
+            key: CounterMetricFamily(f"hie_item_{key}", text, labels=labels)
+            for key, text in (
+                ("received", "Messages stored for (or, for a service, sent in by) the item."),
+                ("completed", "Messages the item completed."),
+                ("failed", "Messages that failed for good at the item."),
+                ("retried", "Retries scheduled by the item."),
+            )
+        }
+        try:
+            counts = item_counts(self.store, self.production)
+        except Exception as exc:  # a scrape must answer even when the store does not
+            log.warning("metrics: cannot read the store: %s", exc)
+            counts = {}
+        for item, c in counts.items():
+            families["received"].add_metric([name, item], c.received)
+            families["completed"].add_metric([name, item], c.processed)
+            families["failed"].add_metric([name, item], c.failed)
+            families["retried"].add_metric([name, item], c.retried)
+        yield from families.values()
+        text = "Messages waiting in the item's queue."
+        depth = GaugeMetricFamily("hie_queue_depth", text, labels=labels)
+        kinds = {i.name: self.production.host_class(i.name).kind for i in self.production.items}
+        workers = [n for n, kind in kinds.items() if kind != "service"]
+        try:
+            depths = queue_depths(self.settings, [queue_name(name, n) for n in workers])
+        except Exception as exc:
+            log.warning("metrics: cannot read queue depths: %s", exc)
+            depths = {}
+        for item in workers:
+            if queue_name(name, item) in depths:
+                depth.add_metric([name, item], depths[queue_name(name, item)])
+        yield depth
+
+    def observe_completions(self) -> None:
+        """Observe end-to-end latency of every operation completion since the last scrape."""
+        from hie.store.store import MESSAGES
+
+        operations = [
+            i.name
+            for i in self.production.items
+            if self.production.host_class(i.name).kind == "operation"
+        ]
+        if not operations:
+            return
+        m = MESSAGES.c
+        first = MESSAGES.alias("first")
+        started = (
+            select(func.min(first.c.created_at))
+            .where(first.c.session_id == m.session_id)
+            .scalar_subquery()
+        )
+        query = (
+            select(m.message_id, m.target, m.updated_at, started)
+            .where(m.target.in_(operations), m.status == "completed")
+            .order_by(m.updated_at)
+            .limit(10_000)
+        )
+        with self._lock:
+            if self._watermark is not None:
+                query = query.where(m.updated_at >= self._watermark)
+            with self.store.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            for message_id, target, updated, first_stored in rows:
+                self._watermark = updated
+                if message_id in self._seen:
+                    continue
+                self._remember(message_id)
+                seconds = max(0.0, (updated - first_stored).total_seconds())
+                self.end_to_end.labels(self.production.name, target).observe(seconds)
+
+    def _remember(self, message_id: str) -> None:
+        self._seen.add(message_id)
+        self._order.append(message_id)
+        if len(self._order) > _REMEMBER:
+            self._seen.discard(self._order.popleft())
+
+
+class AckLatency:
+    """Feeds ``hie_ack_seconds`` from listeners' ``stats.ack_seconds`` lists at scrape time."""
+
+    def __init__(self, registry: CollectorRegistry, production: str) -> None:
+        self.production = production
+        self.histogram = Histogram(
+            "hie_ack_seconds",
+            "Seconds from a message's last byte received to its ACK written (gateway).",
+            ["production", "item"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._taken: dict[str, int] = {}
+
+    def update(self, samples: dict[str, list[float]]) -> None:
+        """Observe the samples appended since the last call, per item."""
+        for item, values in samples.items():
+            start = self._taken.get(item, 0)
+            if start > len(values):  # the list was trimmed: start over from its beginning
+                start = 0
+            for value in values[start:]:
+                self.histogram.labels(self.production, item).observe(value)
+            self._taken[item] = len(values)
+
+
+def production_registry(
+    production: Production,
+    settings: Settings,
+    store: MessageStore,
+    ack_samples: Callable[[], dict[str, list[float]]] | None = None,
+) -> tuple[CollectorRegistry, Callable[[], Any]]:
+    """A registry with the production's metrics, and the function to call before each scrape."""
+    registry = CollectorRegistry()
+    collector = ProductionCollector(production, settings, store, registry)
+    registry.register(collector)
+    ack = AckLatency(registry, production.name)
+
+    def before_scrape() -> None:
+        # Histograms are fed here, before the registry collects them, so a scrape is current.
+        if ack_samples is not None:
+            ack.update(ack_samples())
+        try:
+            collector.observe_completions()
+        except Exception as exc:  # a scrape must answer even when the store does not
+            log.warning("metrics: cannot read completions: %s", exc)
+
+    return registry, before_scrape
