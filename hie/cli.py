@@ -97,9 +97,6 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """Run the Celery worker(s) of one item with its pool and pool_size."""
     from hie.broker import ensure_broker
-    from hie.celery_app import create_app
-    from hie.tasks.register import install_lifecycle, make_dispatcher, register_production
-    from hie.tasks.routing import queue_name
 
     production = _production(args.file)
     item = production.item(args.item)
@@ -110,24 +107,76 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1
     ensure_broker(settings)
+    if item.partitions > 1 and args.partition is None:
+        return _run_partitions(args, item.partitions)
+    _run_worker(args, settings, production, item)
+    return 0
+
+
+def _run_partitions(args: argparse.Namespace, partitions: int) -> int:
+    """One worker process per sub-queue of an item ordered by key; stop them all together."""
+    import signal
+    import subprocess
+
+    base = [sys.executable, "-m", "hie.cli", "worker", args.file, args.item]
+    children = [subprocess.Popen([*base, "--partition", str(k)]) for k in range(partitions)]
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return max(codes, default=0)
+
+
+def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, item: Any) -> None:
+    from celery import signals
+
+    from hie.celery_app import create_app
+    from hie.tasks.ordering import partition_of, partition_queue
+    from hie.tasks.register import install_lifecycle, make_dispatcher, register_production
+    from hie.tasks.routing import queue_name
+
     app = create_app(settings)
     dispatcher = make_dispatcher(app, production, settings, open_store(settings))
     runtimes = register_production(app, production, dispatcher, only=[item.name])
-    pool = args.pool or item.pool
-    size = args.concurrency or item.pool_size
+    queue = queue_name(production.name, item.name)
+    pool, size = args.pool or item.pool, args.concurrency or item.pool_size
+    if item.fifo or args.partition is not None:
+        # One message at a time: strict order through this item (or this sub-queue).
+        pool, size = "solo", 1
+    node = f"{item.name}@{production.name}.%h"
+    if args.partition is not None:
+        queue = partition_queue(queue, args.partition)
+        node = f"{item.name}.p{args.partition}@{production.name}.%h"
+        runtime = runtimes[item.name]
+
+        def resume_held(**_: Any) -> None:
+            # Keys parked before a restart: pick them up again (their messages are in Redis).
+            hold = runtime.hold
+            for key in hold.held_keys() if hold is not None else []:
+                if partition_of(key, item.partitions) == args.partition:
+                    app.signature(
+                        f"{queue_name(production.name, item.name)}.resume", args=(key,), queue=queue
+                    ).apply_async()
+
+        signals.worker_ready.connect(resume_held, weak=False)
     install_lifecycle(
         runtimes, pool=pool, run_dir=settings.home / "run" / production.name / item.name
     )
     argv = [
         "worker",
         "-Q",
-        queue_name(production.name, item.name),
+        queue,
         "-P",
         pool,
         "-c",
         str(size),
         "-n",
-        f"{item.name}@{production.name}.%h",
+        node,
         "--loglevel",
         settings.log_level,
         "-E",
@@ -135,7 +184,6 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         "--without-mingle",
     ]
     app.worker_main(argv)
-    return 0
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -159,10 +207,10 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 #: Modules that add commands of their own: each has ``add_commands(subparsers)``.
 COMMAND_MODULES: list[str] = [
     "hie.commands.iris",
-    "hie.commands.manage",
     "hie.commands.send",
-    "hie.commands.messages",
+    "hie.commands.manage",
     "hie.commands.web",
+    "hie.commands.messages",
 ]
 
 
@@ -185,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pool", choices=["prefork", "threads", "solo"], help="override the item's pool"
     )
     p.add_argument("--concurrency", type=int, help="override the item's pool_size")
+    p.add_argument(
+        "--partition", type=int, help="run only this sub-queue of an item ordered by key"
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("gateway", help="run the inbound services of a production")

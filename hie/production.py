@@ -34,6 +34,12 @@ class Item(BaseModel):
     pool_size: int = Field(default=1, ge=1, le=256)
     #: Strict order through this item, even across failures (IRIS PoolSize=1 semantics).
     fifo: bool = False
+    #: HL7 path (e.g. ``PID-3.1``) whose value orders messages: one key's messages are handled
+    #: in order, different keys in parallel over ``partitions`` sub-queues.
+    ordering_key: str | None = None
+    partitions: int = Field(default=1, ge=1, le=64)
+    #: Most messages allowed waiting in this item's queue; senders slow down (or refuse) beyond.
+    max_queue_depth: int | None = Field(default=None, ge=1)
     #: Default priority (0-9, 9 most urgent) of the messages this item sends.
     priority: int | None = Field(default=None, ge=0, le=9)
     hooks: list[str] = Field(default_factory=list)
@@ -157,6 +163,7 @@ def collect_problems(
                 )
         if host_class is not None:
             problems.extend(_settings_problems(source, index, item, host_class, lines))
+        problems.extend(_flow_problems(source, item))
     return problems
 
 
@@ -181,3 +188,36 @@ def _settings_problems(
             )
         return out
     return []
+
+
+def _flow_problems(source: str, item: Item) -> list[Problem]:
+    """Ordering settings that contradict each other."""
+    out = []
+    if item.fifo and item.pool_size > 1:
+        out.append(
+            Problem(
+                source,
+                item.line,
+                item.name,
+                f"fifo items handle one message at a time, but pool_size is {item.pool_size}",
+                "set pool_size: 1, or use ordering_key with partitions for ordered parallelism",
+            )
+        )
+    if item.partitions > 1 and not item.ordering_key:
+        out.append(
+            Problem(
+                source,
+                item.line,
+                item.name,
+                "partitions need an ordering_key",
+                "for example ordering_key: PID-3.1",
+            )
+        )
+    if item.ordering_key:
+        from hie.hl7.path import parse_path
+
+        try:
+            parse_path(item.ordering_key)
+        except ValueError as exc:
+            out.append(Problem(source, item.line, item.name, f"ordering_key: {exc}"))
+    return out

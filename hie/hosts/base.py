@@ -44,6 +44,12 @@ class ItemSettings(BaseModel):
     failure_timeout: float = Field(default=15.0, ge=-1)
     #: Default seconds a ``send_request_sync`` waits for its reply.
     response_timeout: float = Field(default=30.0, gt=0)
+    #: Circuit breaker: stop calling after this many failures in a row (0: off) ...
+    breaker_threshold: int = Field(default=0, ge=0)
+    #: ... and probe again after this many seconds.
+    breaker_reset: float = Field(default=10.0, gt=0)
+    #: Seconds between two messages of one worker process (IRIS ThrottleDelay; 0: none).
+    throttle_delay: float = Field(default=0.0, ge=0)
 
 
 class Host:

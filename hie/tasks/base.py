@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from celery import Task
 
 from hie.errors import Fail, Retry, SkipMessage, Suspend
+from hie.flow import CircuitBreaker, Throttle
 from hie.hooks import HookChain
 from hie.hosts.context import CallContext, current_call
 from hie.hosts.process import BusinessProcess, ErrorResponse
 from hie.messages import Envelope
+from hie.tasks.ordering import KeyHold
 from hie.tasks.routing import DEFERRED, FAILED, deferred_marker, failed_marker
 
 if TYPE_CHECKING:
@@ -31,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: How often an ``on_response`` waiting for a deferred reply looks again (seconds).
 DEFERRED_POLL = 0.2
+#: What a task returns when its message was parked behind an earlier one of the same key.
+PARKED = "hie-parked"
+_AGAIN = object()
 
 
 @dataclass
@@ -42,8 +47,44 @@ class ItemRuntime:
     host_class: type[Host]
     hooks: HookChain
     dispatcher: Dispatcher
+    #: Redis URL for per-key holds of ordered items (None: no holds).
+    state_url: str | None = None
     _host: Host | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _breaker: CircuitBreaker | None = None
+    _throttle: Throttle | None = None
+    _hold: KeyHold | None = None
+    _extras_ready: bool = False
+
+    def _extras(self) -> None:
+        if self._extras_ready:
+            return
+        settings = self.host.settings
+        if settings.breaker_threshold > 0:
+            self._breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset)
+        if settings.throttle_delay > 0:
+            self._throttle = Throttle(settings.throttle_delay)
+        if self.item.partitions > 1 and self.state_url:
+            self._hold = KeyHold(self.state_url, self.dispatcher.queue(self.item.name))
+        self._extras_ready = True
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """This process's circuit breaker for the item's peer, when configured."""
+        self._extras()
+        return self._breaker
+
+    @property
+    def throttle(self) -> Throttle | None:
+        """This process's throttle, when ``throttle_delay`` is set."""
+        self._extras()
+        return self._throttle
+
+    @property
+    def hold(self) -> KeyHold | None:
+        """Per-key holds of an item ordered by key over partitions."""
+        self._extras()
+        return self._hold
 
     @property
     def host(self) -> Host:
@@ -83,47 +124,165 @@ class HostTask(Task):  # type: ignore[misc]
     def tracker(self) -> Any:
         return self.runtime.dispatcher.tracker
 
-    def handle(self, wire: dict[str, Any], first_attempt: float | None) -> Any:
+    def handle(
+        self, wire: dict[str, Any], first_attempt: float | None, *, resuming: bool = False
+    ) -> Any:
         """Run the item's host for one message and return the reply for the broker."""
         envelope = Envelope.from_wire(wire)
         item = self.runtime.item.name
         first_attempt = first_attempt or time.time()
+        hold = self.runtime.hold
+        if hold is not None and envelope.key and not resuming and hold.is_held(envelope.key):
+            # An earlier message of this key is failing: wait behind it, keep the key's order.
+            hold.append(envelope.key, wire, first_attempt)
+            if self.tracker and self.tracker.store is not None:
+                self.tracker.store.record_event(
+                    envelope.message_id,
+                    "held",
+                    item=item,
+                    detail=f"waits behind an earlier message with key {envelope.key!r}",
+                )
+            return PARKED
         if self.tracker and self.tracker.already_delivered(envelope, item):
             # A redelivered task whose first run completed: never deliver twice.
             log.info(
                 "message %s already completed by %s; skipping redelivery", envelope.message_id, item
             )
             return None
-        if self.tracker:
-            self.tracker.started(envelope, item, self.request.retries or 0)
-        started = time.perf_counter()
-        host = self.runtime.host
+        while True:
+            if self.tracker:
+                self.tracker.started(envelope, item, self.request.retries or 0)
+            started = time.perf_counter()
+            try:
+                call, reply = self._attempt(envelope)
+            except SkipMessage as exc:
+                if self.tracker:
+                    self.tracker.skipped(envelope, item, exc.reason)
+                return None
+            except Fail as exc:
+                return self._fail(envelope, exc, started)
+            except Suspend as exc:
+                if not exc.after_retries or self._exhausted(first_attempt):
+                    return self._suspend(envelope, exc, started)
+                delay = None
+                error: BaseException = exc
+            except Retry as exc:
+                delay, error = exc.delay, exc
+            except Exception as exc:
+                if not self.runtime.host.retry_on_error:
+                    return self._fail(envelope, exc, started)
+                delay, error = None, exc
+            else:
+                return self._finish(envelope, call, reply, started)
+            outcome = self._after_failure(
+                envelope, wire, first_attempt, error, started, delay, resuming
+            )
+            if outcome is not _AGAIN:
+                return outcome
+
+    def _attempt(self, envelope: Envelope) -> tuple[CallContext, Any]:
+        """One attempt: circuit breaker and throttle, then the hooks around the host."""
+        runtime = self.runtime
+        breaker = runtime.breaker
+        if breaker is not None and (wait := breaker.wait_time()) > 0:
+            raise Retry(f"circuit open after {breaker.failures} failures in a row", delay=wait)
+        if runtime.throttle is not None:
+            runtime.throttle.wait()
+        host = runtime.host
         call = CallContext(
             envelope=envelope, phase="request" if isinstance(host, BusinessProcess) else "message"
         )
         token = current_call.set(call)
         try:
-            with self.runtime.hooks.processing(host, envelope) as outcome:
+            with runtime.hooks.processing(host, envelope) as outcome:
                 outcome.reply = host._dispatch(envelope)
-        except SkipMessage as exc:
-            if self.tracker:
-                self.tracker.skipped(envelope, item, exc.reason)
-            return None
-        except Retry as exc:
-            return self._retry(envelope, wire, first_attempt, exc, started, exc.delay)
-        except Suspend as exc:
-            if exc.after_retries and not self._exhausted(first_attempt):
-                return self._retry(envelope, wire, first_attempt, exc, started, None)
-            return self._suspend(envelope, exc, started)
-        except Fail as exc:
-            return self._fail(envelope, exc, started)
-        except Exception as exc:
-            if host.retry_on_error:
-                return self._retry(envelope, wire, first_attempt, exc, started, None)
-            return self._fail(envelope, exc, started)
+        except (SkipMessage, Retry, Suspend, Fail):
+            raise
+        except Exception:
+            if breaker is not None:
+                breaker.failure()
+            raise
         finally:
             current_call.reset(token)
-        return self._finish(envelope, call, outcome.reply, started)
+        if breaker is not None:
+            breaker.success()
+        return call, outcome.reply
+
+    def _after_failure(
+        self,
+        envelope: Envelope,
+        wire: dict[str, Any],
+        first_attempt: float,
+        exc: BaseException,
+        started: float,
+        delay: float | None,
+        resuming: bool,
+    ) -> Any:
+        """Retry, in the way the item's ordering allows, or give the message up."""
+        item = self.runtime.item
+        ordered = item.fifo or (self.runtime.hold is not None and envelope.key is not None)
+        if self._exhausted(first_attempt):
+            if ordered or isinstance(exc, Suspend):
+                # IRIS FIFO semantics: the message is suspended and the next one goes.
+                reason = exc.reason if isinstance(exc, Suspend) else _describe(exc)
+                return self._suspend(
+                    envelope, Suspend(f"gave up after failure_timeout: {reason}"), started
+                )
+            return self._fail(envelope, exc, started)
+        if self.tracker:
+            self.tracker.failed(
+                envelope,
+                item.name,
+                _describe(exc),
+                (time.perf_counter() - started) * 1000,
+                final=False,
+            )
+        countdown = self.runtime.host.settings.retry_interval if delay is None else delay
+        if item.fifo:
+            # Retried in place: requeueing would let later messages overtake this one.
+            time.sleep(countdown)
+            return _AGAIN
+        hold = self.runtime.hold
+        if hold is not None and envelope.key is not None:
+            if not resuming:
+                hold.append(envelope.key, wire, first_attempt)
+            self._schedule_resume(envelope.key, countdown)
+            return PARKED
+        raise self.retry(
+            args=(wire,),
+            kwargs={"first_attempt": first_attempt},
+            countdown=countdown,
+            max_retries=None,
+            exc=exc,
+        )
+
+    def _schedule_resume(self, key: str, countdown: float) -> None:
+        from hie.tasks.ordering import partition_of, partition_queue
+
+        item = self.runtime.item
+        queue = self.runtime.dispatcher.queue(item.name)
+        self.app.signature(
+            f"{queue}.resume",
+            args=(key,),
+            queue=partition_queue(queue, partition_of(key, item.partitions)),
+        ).apply_async(countdown=countdown)
+
+    def handle_resume(self, key: str) -> int:
+        """Work through the parked messages of ``key`` in order; returns how many completed."""
+        hold = self.runtime.hold
+        assert hold is not None
+        done = 0
+        while (head := hold.head(key)) is not None:
+            wire, first_attempt = head
+            try:
+                outcome = self.handle(wire, first_attempt, resuming=True)
+            except Exception:  # recorded as failed by _fail; the key moves on
+                outcome = None
+            if outcome is PARKED:
+                return done  # still failing: a later resume tries again
+            hold.pop(key)
+            done += 1
+        return done
 
     def _finish(self, envelope: Envelope, call: CallContext, reply: Any, started: float) -> Any:
         item = self.runtime.item.name

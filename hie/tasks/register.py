@@ -33,7 +33,14 @@ def task_items(production: Production) -> list[Item]:
 
 def configure_queues(app: Celery, production: Production) -> None:
     """Declare every item queue alike in this process, with each task routed to its queue."""
-    queues = [item_queue(production.name, i.name) for i in task_items(production)]
+    queues = []
+    for item in task_items(production):
+        queues.append(item_queue(production.name, item.name))
+        queues.extend(
+            item_queue(production.name, item.name, partition=k)
+            for k in range(item.partitions)
+            if item.partitions > 1
+        )
     app.conf.task_queues = queues
     app.conf.task_default_queue = queues[0].name if queues else "celery"
     app.amqp.queues  # noqa: B018 - materialise the queue map with the new definitions
@@ -43,8 +50,16 @@ def make_dispatcher(
     app: Celery, production: Production, settings: Settings, store: StoreLike | None = None
 ) -> Dispatcher:
     """The dispatcher for ``production`` in this process."""
+    from hie.flow import QueueDepth
+
     configure_queues(app, production)
-    return Dispatcher(app, production, redis=settings.broker_is_redis, tracker=Tracker(store))
+    return Dispatcher(
+        app,
+        production,
+        redis=settings.broker_is_redis,
+        tracker=Tracker(store),
+        depths=QueueDepth(settings.broker_url),
+    )
 
 
 def register_production(
@@ -66,10 +81,19 @@ def register_production(
             host_class=production.host_class(item.name),
             hooks=hooks,
             dispatcher=dispatcher,
+            state_url=_state_url(app),
         )
         _register_item(app, runtime)
         runtimes[item.name] = runtime
     return runtimes
+
+
+def _state_url(app: Celery) -> str | None:
+    """A Redis URL for engine state (per-key holds): the result backend, else a Redis broker."""
+    for url in (app.conf.result_backend, app.conf.broker_url):
+        if isinstance(url, str) and url.startswith(("redis://", "rediss://")):
+            return url
+    return None
 
 
 def _register_item(app: Celery, runtime: ItemRuntime) -> None:
@@ -79,6 +103,12 @@ def _register_item(app: Celery, runtime: ItemRuntime) -> None:
     @app.task(name=name, **options)  # type: ignore[untyped-decorator]
     def run_item(self: HostTask, wire: dict[str, Any], first_attempt: float | None = None) -> Any:
         return self.handle(wire, first_attempt)
+
+    if runtime.item.partitions > 1:
+
+        @app.task(name=f"{name}.resume", **options)  # type: ignore[untyped-decorator]
+        def resume(self: HostTask, key: str) -> int:
+            return self.handle_resume(key)
 
     if runtime.host_class.kind == "process":
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from celery import Celery
     from celery.canvas import Signature
 
+    from hie.flow import QueueDepth
     from hie.production import Production
     from hie.tasks.tracking import Tracker
 
@@ -43,9 +44,15 @@ def broker_priority(priority: int, *, redis: bool) -> int:
     return 9 - priority if redis else priority
 
 
-def item_queue(production: str, item: str) -> Queue:
-    """The kombu queue of ``item``, declared alike by every process (RabbitMQ checks arguments)."""
+def item_queue(production: str, item: str, *, partition: int | None = None) -> Queue:
+    """The kombu queue of ``item`` (or of one of its sub-queues), declared alike everywhere.
+
+    Every process declares it with the same arguments: RabbitMQ refuses a redeclaration that
+    differs.
+    """
     name = queue_name(production, item)
+    if partition is not None:
+        name = f"{name}.p{partition}"
     return Queue(name, routing_key=name, queue_arguments={"x-max-priority": AMQP_MAX_PRIORITY})  # type: ignore[no-untyped-call]
 
 
@@ -69,11 +76,13 @@ class Dispatcher:
         *,
         redis: bool,
         tracker: Tracker | None = None,
+        depths: QueueDepth | None = None,
     ) -> None:
         self.app = app
         self.production = production
         self.redis = redis
         self.tracker = tracker
+        self.depths: QueueDepth | None = depths
 
     # -- addressing -----------------------------------------------------------------------------
     def queue(self, item: str) -> str:
@@ -91,6 +100,32 @@ class Dispatcher:
             )
         return target
 
+    def queue_for(self, envelope: Envelope) -> str:
+        """The queue ``envelope`` goes to: its target's, or the sub-queue of its ordering key."""
+        from hie.tasks.ordering import partition_of, partition_queue
+
+        target = self._check_target(envelope.target)
+        item = self.production.item(target)
+        queue = self.queue(target)
+        if item.partitions > 1:
+            return partition_queue(queue, partition_of(envelope.key or "", item.partitions))
+        return queue
+
+    def prepare(self, envelope: Envelope) -> Envelope:
+        """Give ``envelope`` the ordering key its target asks for, if it has none yet.
+
+        The key is computed once, at the first item that orders by it, and then travels with the
+        message (children copy it), so order holds from the gateway to the last operation.
+        """
+        if envelope.key is not None or envelope.target is None:
+            return envelope
+        ordering_key = self.production.item(envelope.target).ordering_key
+        if ordering_key is None:
+            return envelope
+        from hie.tasks.ordering import message_key
+
+        return envelope.model_copy(update={"key": message_key(envelope, ordering_key)})
+
     def signature(self, envelope: Envelope, *, hook: str = "") -> Signature:
         """The Celery signature that runs ``envelope`` on its target (``hook``: on_response...)."""
         target = self._check_target(envelope.target)
@@ -98,14 +133,24 @@ class Dispatcher:
         return self.app.signature(
             name,
             args=(envelope.to_wire(),) if not hook else (),
-            queue=self.queue(target),
+            queue=self.queue_for(envelope),
             priority=broker_priority(envelope.priority, redis=self.redis),
         )
+
+    def wait_for_room(self, envelope: Envelope) -> None:
+        """Backpressure: block while the target's queue is at its ``max_queue_depth``."""
+        if self.depths is None or envelope.target is None:
+            return
+        limit = self.production.item(envelope.target).max_queue_depth
+        if limit is not None:
+            self.depths.wait_for_room(self.queue_for(envelope), limit)
 
     # -- publishing -----------------------------------------------------------------------------
     def send(self, envelope: Envelope) -> AsyncResult:
         """Record ``envelope`` as queued, then publish it to its target's queue."""
+        envelope = self.prepare(envelope)
         sig = self.signature(envelope)
+        self.wait_for_room(envelope)
         if self.tracker is not None:
             self.tracker.queued(envelope)
         return sig.apply_async(task_id=str(envelope.message_id))
@@ -124,7 +169,7 @@ class Dispatcher:
         token = self.new_token()
         request_wire = request.to_wire()
         header = []
-        for child in children:
+        for child in map(self.prepare, children):
             if self.tracker is not None:
                 self.tracker.queued(child)
             call = self.signature(child).set(task_id=str(child.message_id))

@@ -1,0 +1,156 @@
+"""Flow control: queue depths for backpressure, and a circuit breaker for outbound peers.
+
+Queue depth is read from the broker itself (Redis: the lengths of a queue's priority lists;
+RabbitMQ: a passive declare), cached for a fraction of a second so a busy sender asks the broker
+a few times a second, not once per message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from kombu import Connection
+
+#: Redis priority lists of one queue: kombu names them ``<queue>`` and ``<queue>:<step>``.
+_REDIS_STEPS = range(10)
+
+
+class QueueDepth:
+    """Reads (and caches) how many messages wait in a queue."""
+
+    def __init__(self, broker_url: str, *, ttl: float = 0.2) -> None:
+        self.broker_url = broker_url
+        self.ttl = ttl
+        self._redis = broker_url.startswith(("redis://", "rediss://"))
+        self._cache: dict[str, tuple[float, int]] = {}
+        self._local = threading.local()
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if self._redis:
+                client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
+            else:
+                client = Connection(self.broker_url)
+            self._local.client = client
+        return client
+
+    def read(self, queue: str) -> int:
+        """The depth now, from the broker (no cache)."""
+        client = self._client()
+        if self._redis:
+            pipe = client.pipeline()
+            for step in _REDIS_STEPS:
+                pipe.llen(queue if step == 0 else f"{queue}:{step}")
+            return int(sum(pipe.execute()))
+        try:
+            _, count, _ = client.default_channel.queue_declare(queue=queue, passive=True)
+            return int(count)
+        except Exception:
+            client.close()
+            self._local.client = None
+            return 0
+
+    def depth(self, queue: str) -> int:
+        """The depth, at most ``ttl`` seconds old."""
+        now = time.monotonic()
+        cached = self._cache.get(queue)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        value = self.read(queue)
+        self._cache[queue] = (now, value)
+        return value
+
+    def wait_for_room(self, queue: str, limit: int, *, timeout: float | None = None) -> bool:
+        """Block until ``queue`` holds fewer than ``limit`` messages; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while self.depth(queue) >= limit:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, self.ttl)
+        return True
+
+    async def wait_for_room_async(
+        self, queue: str, limit: int, *, timeout: float | None = None
+    ) -> bool:
+        """``wait_for_room`` for asyncio: broker reads run in a thread; never blocks the loop."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while await asyncio.to_thread(self.depth, queue) >= limit:
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.ttl)
+        return True
+
+
+@dataclass
+class CircuitBreaker:
+    """Stops calling a dead peer: open after ``threshold`` failures in a row, probe after ``reset``.
+
+    Closed: calls go through. Open: no call until ``reset`` seconds passed. Half-open: one probe
+    call; success closes the circuit, failure opens it again. One breaker per worker process.
+    """
+
+    threshold: int
+    reset: float
+    failures: int = 0
+    opened_at: float | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def state(self) -> str:
+        """closed, open or half-open."""
+        if self.opened_at is None:
+            return "closed"
+        return "half-open" if time.monotonic() - self.opened_at >= self.reset else "open"
+
+    def wait_time(self) -> float:
+        """Seconds until a call may be tried (0: now)."""
+        with self._lock:
+            if self.opened_at is None:
+                return 0.0
+            left = self.reset - (time.monotonic() - self.opened_at)
+            if left <= 0:
+                # Half-open: let this one probe through, hold the others for another period.
+                self.opened_at = time.monotonic()
+                return 0.0
+            return left
+
+    def success(self) -> None:
+        """A call succeeded: close the circuit."""
+        with self._lock:
+            self.failures = 0
+            self.opened_at = None
+
+    def failure(self) -> None:
+        """A call failed: count it, and open the circuit at the threshold."""
+        with self._lock:
+            self.failures += 1
+            if self.failures >= self.threshold:
+                self.opened_at = time.monotonic()
+
+
+@dataclass
+class Throttle:
+    """At most one message per ``delay`` seconds in this process (IRIS ThrottleDelay)."""
+
+    delay: float
+    _next: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait(self) -> None:
+        """Sleep until this process may send the next message."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.delay
+        if start > now:
+            time.sleep(start - now)
