@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -84,7 +84,9 @@ class ViewerState:
                 from hie.tasks.register import make_dispatcher
 
                 app = create_app(self.settings)
-                self._sender = make_dispatcher(app, self.production, self.settings, self.store)
+                # MessageStore's keyword-only signatures are narrower than StoreLike's **fields.
+                store = cast(Any, self.store)
+                self._sender = make_dispatcher(app, self.production, self.settings, store)
             return self._sender
 
     def kind_of(self, name: str) -> str:

@@ -83,7 +83,7 @@ def parse_users(text: str) -> dict[str, User]:
                 f"users entry for {name or '?'!r} must be user:hash:role with role "
                 f"viewer or operator (make the hash with `hie web --hash-password`)"
             )
-        users[name] = User(name, role, password_hash)  # type: ignore[arg-type]
+        users[name] = User(name, role, password_hash)
     return users
 
 

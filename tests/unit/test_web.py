@@ -302,3 +302,21 @@ def test_items_page_without_manager_says_so(client: TestClient, store: MessageSt
     done = client.post("/items/ADT.Out/disable", data={"csrf": token})
     assert "manager not running" in done.text
     assert client.post("/items/ADT.Out/disable").status_code == 403
+
+
+def test_access_log_has_no_query_string(
+    client: TestClient, store: MessageStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    save(store, adt(1, mrn="SECRET42"))
+    with caplog.at_level("INFO", logger="hie.web"):
+        client.get("/messages", params={"field": "PID-3=SECRET42"})
+    assert "GET /messages 200" in caplog.text and "SECRET42" not in caplog.text
+
+
+def test_login_without_users_is_refused_at_start(settings: Settings, production: Any) -> None:
+    from hie.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no users are configured"):
+        create_web_app(settings, production, login_required=True, users="")
+    with pytest.raises(ConfigError, match="viewer or operator"):
+        create_web_app(settings, production, users="ann:hash:admin")
