@@ -131,6 +131,7 @@ class RecoverySweeper:
         started = time.perf_counter()
         report = SweepReport()
         depths: dict[str, int] = {}
+        self._declare_queues()
         for header in self.store.stale(self.stale_after, limit=self.batch * 4):
             if len(report.requeued) >= self.batch:
                 break
@@ -141,6 +142,19 @@ class RecoverySweeper:
         return report
 
     # -- re-publishing ---------------------------------------------------------------------------
+    def _declare_queues(self) -> None:
+        """Declare every queue of the production again (cheap, idempotent).
+
+        A flushed Redis loses kombu's routing table (``_kombu.binding.*``) with the queues, and
+        every process declared its queues once, at start: until someone declares them again,
+        each publish fails with "Cannot route message". This puts the table back every sweep.
+        """
+        app = self.dispatcher.app
+        with app.connection_for_write() as conn:
+            channel = conn.default_channel
+            for queue in app.conf.task_queues or ():
+                queue.bind(channel).declare()
+
     def _depth(self, queue: str, cache: dict[str, int]) -> int:
         if queue not in cache:
             cache[queue] = self._queue_depth(queue)
@@ -148,7 +162,7 @@ class RecoverySweeper:
 
     def _queue_depth(self, queue: str) -> int:
         if self._depths is None:
-            self._depths = self.dispatcher.depths
+            self._depths = getattr(self.dispatcher, "depths", None)
             if self._depths is None:
                 from hie.flow import QueueDepth
 
