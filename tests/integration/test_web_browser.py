@@ -128,8 +128,9 @@ def running(harness: Harness) -> Iterator[tuple[Harness, MLLPPeer, int, str]]:
 
 
 def test_search_message_trace_and_resend_in_the_browser(
-    running: tuple[Harness, MLLPPeer, int, str], browser: Any
+    browser: Any, running: tuple[Harness, MLLPPeer, int, str]
 ) -> None:
+    # ``browser`` comes first: without chromium the test skips before starting a production.
     h, peer, port, url = running
     mrn = f"MRN{uuid.uuid4().hex[:8]}"
     # Given a message that went gateway -> router -> operation -> peer
