@@ -1,0 +1,247 @@
+"""The manager as real processes: start --detach, status, kill -9, enable/disable, restart, update,
+graceful stop with nothing lost, metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from hie.adapters.mllp import BlockingMLLPClient
+from hie.hl7 import HL7Message, ack_code
+from hie.store import Status
+from tests.integration.harness import Harness, free_port, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+
+def hie(h: Harness, *args: str, timeout: float = 200) -> subprocess.CompletedProcess[str]:
+    """Run ``hie ARGS`` as another terminal would."""
+    return subprocess.run(
+        [sys.executable, "-m", "hie.cli", *args],
+        env=h.env(),
+        cwd=h.tmp,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def status(h: Harness) -> dict[str, dict[str, Any]]:
+    out = hie(h, "status", str(h.path), "--json")
+    assert out.returncode == 0, out.stderr
+    return {i["name"]: i for i in json.loads(out.stdout)["items"]}
+
+
+def completed(h: Harness, item: str) -> int:
+    return len(h.store.find(target=item, status=Status.COMPLETED, limit=100_000))
+
+
+def items(port: int, op_size: int = 2, delay: float = 0.0) -> list[dict[str, Any]]:
+    return [
+        {"name": "In", "class": "HL7TCPService", "targets": ["Router"], "settings": {"port": port}},
+        {"name": "Router", "class": "RoutingEngine", "pool": "prefork", "pool_size": 2,
+         "targets": ["Op"]},
+        {"name": "Op", "class": "tests.hosts:RecordingOperation", "pool": "threads",
+         "pool_size": op_size, "settings": {"delay": delay}},
+    ]  # fmt: skip
+
+
+def adt(n: int) -> bytes:
+    return (
+        f"MSH|^~\\&|SEND|FAC|RECV|FAC|20260101120000||ADT^A01^ADT_A01|M{n:05d}|P|2.5.1\r"
+        f"PID|1||{n}^^^HOSP^MR||DOE^JANE\r"
+    ).encode()
+
+
+@contextlib.contextmanager
+def running(h: Harness, *extra: str) -> Any:
+    """``start --detach``; always stopped (or killed) afterwards."""
+    out = hie(h, "start", str(h.path), "--detach", "--drain-timeout", "5", *extra)
+    assert out.returncode == 0, out.stdout + out.stderr + manager_log(h)
+    try:
+        yield
+    finally:
+        stop_or_kill(h)
+
+
+def manager_log(h: Harness) -> str:
+    path = h.settings.home / "log" / h.name / "manager.log"
+    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
+
+
+def stop_or_kill(h: Harness) -> None:
+    pid_file = h.settings.home / "run" / h.name / "manager.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text())
+    if hie(h, "stop", str(h.path), "--drain-timeout", "0", "--wait", "60").returncode != 0:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def test_status_kill_disable_enable_restart_update_and_metrics(harness: Harness) -> None:
+    h = harness
+    port, metrics = free_port(), free_port()
+    h.write(items(port))
+    with running(h, "--metrics-port", str(metrics)):
+        # Given: every item runs, the prefork router with its two pool children.
+        before = status(h)
+        assert {n: i["state"] for n, i in before.items()} == dict.fromkeys(
+            ["In", "Router", "Op"], "running"
+        )
+        assert len(before["Router"]["pool_pids"]) == 2 and before["Op"]["pid"]
+
+        # When a worker is killed with SIGKILL, it is noticed and restarted, and messages flow.
+        killed = time.monotonic()
+        os.kill(before["Op"]["pid"], signal.SIGKILL)
+        after = wait_for(
+            lambda: (
+                (s := status(h))["Op"]["state"] == "running"
+                and s["Op"]["pid"] != before["Op"]["pid"]
+                and s
+            ),
+            60,
+            "Op to be restarted",
+        )
+        print(f"restart after kill -9: {time.monotonic() - killed:.1f}s")
+        assert after["Op"]["restarts"] == 1 and after["Router"]["pid"] == before["Router"]["pid"]
+        with BlockingMLLPClient("127.0.0.1", port) as client:
+            acks = [HL7Message(client.send(adt(n))) for n in range(10)]
+        assert [ack_code(a) for a in acks] == ["AA"] * 10
+        wait_for(lambda: completed(h, "Op") == 10, 60, "ten delivered")
+
+        # disable: messages wait in Op's queue, visible in status; enable: all delivered.
+        assert hie(h, "disable", "Op").returncode == 0
+        assert status(h)["Op"]["state"] == "disabled"
+        state = json.loads((h.settings.home / "run" / h.name / "state.json").read_text())
+        assert state["enabled"] == {"Op": False}
+        with BlockingMLLPClient("127.0.0.1", port) as client:
+            for n in range(10, 30):
+                client.send(adt(n))
+        wait_for(lambda: status(h)["Op"]["queue_depth"] == 20, 60, "twenty queued for Op")
+        assert completed(h, "Op") == 10
+        assert hie(h, "enable", "Op", str(h.path)).returncode == 0
+        wait_for(lambda: completed(h, "Op") == 30, 60, "the twenty queued delivered")
+
+        # restart ITEM restarts only that item.
+        s1 = status(h)
+        assert hie(h, "restart", "Router").returncode == 0
+        s2 = status(h)
+        assert s2["Router"]["pid"] != s1["Router"]["pid"] and s2["Router"]["state"] == "running"
+        assert s2["Op"]["pid"] == s1["Op"]["pid"] and s2["In"]["pid"] == s1["In"]["pid"]
+
+        # update FILE with one item changed restarts only that item.
+        assert h.path is not None
+        h.path.write_text(yaml.safe_dump({"name": h.name, "items": items(port, op_size=3)}))
+        out = hie(h, "update", str(h.path), "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["changed"] == ["Op"]
+        s3 = status(h)
+        assert s3["Op"]["pid"] != s2["Op"]["pid"] and s3["Op"]["pool_size"] == 3
+        assert s3["Router"]["pid"] == s2["Router"]["pid"] and s3["In"]["pid"] == s2["In"]["pid"]
+
+        # The metrics endpoint counts what was sent; the gateway is ready.
+        body = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10).read()
+        text = body.decode()
+        assert f'hie_item_received_total{{item="In",production="{h.name}"}} 30.0' in text
+        assert f'hie_item_completed_total{{item="Op",production="{h.name}"}} 30.0' in text
+        assert f'hie_ack_seconds_count{{item="In",production="{h.name}"}} 30.0' in text
+        assert f'hie_end_to_end_seconds_count{{item="Op",production="{h.name}"}} 30.0' in text
+        assert f'hie_queue_depth{{item="Op",production="{h.name}"}} 0.0' in text
+        ready = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/health/ready", timeout=10)
+        assert json.loads(ready.read())["ready"] is True
+
+
+def test_stop_during_a_run_loses_nothing_and_the_rest_runs_at_next_start(harness: Harness) -> None:
+    h = harness
+    h.write(items(free_port(), delay=0.01))
+    with running(h):
+        # Given 500 messages queued for the router while the production runs.
+        for n in range(500):
+            h.send("Router", f"m{n}")
+        wait_for(lambda: completed(h, "Op") >= 20, 60, "some delivered")
+        # When it is stopped without draining, part of the run is still queued.
+        started = time.monotonic()
+        out = hie(h, "stop", "--drain-timeout", "0")
+        assert out.returncode == 0, out.stdout + out.stderr
+        print(f"stop took {time.monotonic() - started:.1f}s")
+        done_at_stop = completed(h, "Op")
+        print(f"delivered before stop: {done_at_stop}")
+    # Then after the next start every one of the 500 is delivered, none twice.
+    with running(h):
+        wait_for(lambda: completed(h, "Op") == 500, 120, "all 500 delivered")
+    ops = h.store.find(target="Op", limit=100_000)
+    assert len(ops) == 500 and all(o.status == Status.COMPLETED for o in ops)
+    assert done_at_stop < 500, "the test should stop mid-run"
+
+
+def test_start_refuses_a_second_manager_and_status_works_when_stopped(harness: Harness) -> None:
+    h = harness
+    h.write(items(free_port()))
+    out = hie(h, "status", str(h.path), "--json")
+    assert out.returncode == 0
+    assert {i["state"] for i in json.loads(out.stdout)["items"]} == {"stopped"}
+    with running(h):
+        again = hie(h, "start", str(h.path), "--detach")
+        assert again.returncode == 1 and "already running" in again.stdout
+    assert not (h.settings.home / "run" / h.name / "manager.sock").exists()
+
+
+def test_flower_lists_item_workers_and_tasks_by_item_name(harness: Harness, tmp_path: Path) -> None:
+    h = harness
+    h.write(items(free_port()))
+    web = free_port()
+    with running(h):
+        log = (tmp_path / "flower.log").open("wb")
+        flower = subprocess.Popen(
+            [sys.executable, "-m", "hie.cli", "flower", str(h.path), "--port", str(web)],
+            env=h.env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+
+            def api(path: str) -> Any:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{web}{path}", timeout=10) as r:
+                        return json.loads(r.read())
+                except OSError:
+                    return None
+
+            workers = wait_for(
+                lambda: (w := api("/api/workers?refresh=1")) and len(w) >= 2 and w, 90, "workers"
+            )
+            assert any(name.startswith(f"Router@{h.name}.") for name in workers)
+            assert any(name.startswith(f"Op@{h.name}.") for name in workers)
+            for n in range(5):
+                h.send("Router", f"f{n}")
+            # Flower sees every production on the broker; ours are the ones named after it.
+            wanted = {f"hie.{h.name}.Router", f"hie.{h.name}.Op"}
+
+            def ours() -> set[str]:
+                tasks = api("/api/tasks?limit=1000") or {}
+                return {t["name"] for t in tasks.values()} & wanted
+
+            wait_for(lambda: ours() == wanted, 60, "the router's and the operation's tasks")
+        finally:
+            os.killpg(flower.pid, signal.SIGTERM)
+            flower.wait(30)
+            log.close()
+
+
+def test_flower_refuses_a_public_address_without_basic_auth(harness: Harness) -> None:
+    h = harness
+    h.write(items(free_port()))
+    out = hie(h, "flower", str(h.path), "--address", "0.0.0.0")
+    assert out.returncode == 2 and "--basic-auth" in out.stderr
