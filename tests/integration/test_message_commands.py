@@ -1,0 +1,88 @@
+"""The message commands (messages, trace, suspend, discard, purge, resend) as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hie.cli import main
+from hie.commands.messages import parse_time
+from hie.messages import Envelope
+from hie.store import Status
+from tests.integration.harness import Harness, wait_for
+from tests.peers import MLLPPeer
+
+pytestmark = pytest.mark.integration
+
+
+def adt(control_id: str, mrn: str) -> str:
+    return (
+        f"MSH|^~\\&|A|B|C|D|20260101||ADT^A01^ADT_A01|{control_id}|P|2.5\r"
+        f"PID|1||{mrn}^^^H^MR||DOE^J\r"
+    )
+
+
+@pytest.fixture
+def cli(harness: Harness, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Run ``hie ...`` in-process against the harness's store; returns (status, stdout)."""
+    import hie.cli
+
+    monkeypatch.setattr(hie.cli, "get_settings", lambda: harness.settings)
+
+    def run(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+        code = main(list(argv))
+        return code, capsys.readouterr().out
+
+    return run
+
+
+def test_relative_and_iso_times() -> None:
+    now = datetime(2026, 1, 31, 12, tzinfo=UTC)
+    assert parse_time("90m", now=now) == now - timedelta(minutes=90)
+    assert parse_time("2026-01-31T08:00") == datetime(2026, 1, 31, 8, tzinfo=UTC)
+
+
+def test_messages_filters_trace_suspend_discard_and_purge(
+    harness: Harness,
+    cli,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    harness.write([{"name": "Out", "class": "HL7TCPOperation",
+                    "settings": {"host": "127.0.0.1", "port": 9}}])  # fmt: skip
+    envs = [Envelope.wrap(adt(f"C{n}", f"MRN{n}"), target="Out", source="In") for n in range(3)]
+    for env in envs:
+        harness.store.save(env, status="queued", item="Out")
+    code, out = cli("messages", "--field", "PID-3=MRN1", "--since", "1h", "--json", capsys=capsys)
+    assert code == 0 and [m["control_id"] for m in json.loads(out)] == ["C1"]
+    code, out = cli("trace", "C2", capsys=capsys)
+    assert code == 0 and "In -> Out  [queued]" in out and str(envs[2].message_id) in out
+    assert cli("suspend", "C0", capsys=capsys)[0] == 0
+    assert cli("discard", str(envs[1].message_id), capsys=capsys)[0] == 0
+    assert harness.store.header(envs[0].message_id).status == Status.SUSPENDED
+    assert harness.store.header(envs[1].message_id).status == Status.DISCARDED
+    code, out = cli("messages", "--status", "suspended", "--json", capsys=capsys)
+    assert [m["control_id"] for m in json.loads(out)] == ["C0"]
+    assert cli("trace", "NO-SUCH-ID", capsys=capsys)[0] == 1
+    code, out = cli("purge", "--days", "0", capsys=capsys)
+    assert code == 0 and "purged 1 message(s)" in out  # only the discarded one is finished
+
+
+def test_resend_command_delivers_again_in_the_same_session(
+    harness: Harness,
+    cli,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    with MLLPPeer("AA") as peer:
+        harness.write([{"name": "Out", "class": "HL7TCPOperation", "pool": "threads",
+                        "settings": {"host": "127.0.0.1", "port": peer.port}}])  # fmt: skip
+        harness.start_worker("Out")
+        env = harness.send("Out", adt("RS1", "M1"))
+        wait_for(lambda: len(peer.received) == 1, 30, "first delivery")
+        code, out = cli("resend", "RS1", str(harness.path), capsys=capsys)
+        assert code == 0
+        new = harness.store.header(out.strip())
+        assert new.session_id == str(env.session_id) and new.parent_id == str(env.message_id)
+        wait_for(lambda: len(peer.received) == 2, 30, "the resent copy at the peer")
+        assert cli("resend", "RS1", capsys=capsys)[0] == 2  # no production given or found
