@@ -1,0 +1,55 @@
+"""docker/: the compose file is valid and runs one service per worker item of its production."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hie.config.loader import load_production
+
+DOCKER = Path(__file__).resolve().parents[2] / "docker"
+
+
+def _compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
+def test_compose_runs_every_worker_item_of_its_production_and_the_infrastructure() -> None:
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    production = load_production(DOCKER / "production.yaml")
+    services = compose["services"]
+    assert {"redis", "postgres", "gateway", "flower", "sink"} <= set(services)
+    workers = {
+        tuple(s["command"][1:]) for s in services.values() if s.get("command", [""])[0] == "worker"
+    }
+    expected = {
+        ("/app/docker/production.yaml", i.name)
+        for i in production.items
+        if production.host_class(i.name).kind != "service"
+    }
+    assert workers == expected
+    assert "--basic-auth" in services["flower"]["command"]
+
+
+def test_dockerfile_installs_hie_on_python_311_slim() -> None:
+    text = (DOCKER / "Dockerfile").read_text()
+    assert text.splitlines()[2].startswith("FROM python:3.11-slim")
+    assert "pip install --no-cache-dir ." in text
+
+
+@pytest.mark.skipif(not _compose_available(), reason="the docker client has no compose plugin")
+def test_docker_compose_config_accepts_the_file() -> None:
+    out = subprocess.run(
+        ["docker", "compose", "-f", str(DOCKER / "compose.yaml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
