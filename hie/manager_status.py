@@ -64,10 +64,11 @@ def queue_depths(settings: Settings, queues: Iterable[str]) -> dict[str, int]:
 
 
 def _amqp_depths(settings: Settings, queues: list[str]) -> dict[str, int]:
-    from kombu import Connection
+    from kombu.connection import Connection
 
     out: dict[str, int] = {}
-    with Connection(settings.broker_url, connect_timeout=settings.broker_socket_timeout) as conn:
+    timeout = settings.broker_socket_timeout
+    with Connection(settings.broker_url, connect_timeout=timeout) as conn:  # type: ignore[no-untyped-call]
         channel = conn.channel()
         for q in queues:
             try:
