@@ -46,6 +46,8 @@ class GatewayStats:
     rejected: int = 0
     errors: int = 0
     refused_connections: int = 0
+    #: Messages answered AE because a target queue stayed full.
+    busy: int = 0
     ack_seconds: list[float] = field(default_factory=list)
 
 
@@ -164,6 +166,11 @@ class GatewayServer:
         except (HIEError, UnicodeDecodeError, LookupError) as exc:
             return [await self._reject(item.payload, codec, str(exc))]
         envelopes = self._envelopes(message)
+        if not await self._room_for(envelopes):
+            self.stats.busy += 1
+            code = "CE" if self.settings.use_commit_codes else "AE"
+            reason = "a target queue is full; the message was not accepted, send it again later"
+            return [build_ack(message, code, error=reason).encode(codec)]
         try:
             await asyncio.gather(
                 *(
@@ -190,6 +197,28 @@ class GatewayServer:
             del self.stats.ack_seconds[:5_000]
         return replies
 
+    async def _room_for(self, envelopes: list[Envelope]) -> bool:
+        """Backpressure: wait (block mode) or refuse (reject mode) while a target queue is full."""
+        dispatcher = self.publisher.dispatcher
+        depths = dispatcher.depths
+        if depths is None:
+            return True
+        for envelope in envelopes:
+            if envelope.target is None:
+                continue
+            limit = dispatcher.production.item(envelope.target).max_queue_depth
+            if limit is None:
+                continue
+            queue = dispatcher.queue_for(envelope)
+            if self.settings.backpressure == "reject":
+                if await asyncio.to_thread(depths.depth, queue) >= limit:
+                    return False
+            elif not await depths.wait_for_room_async(
+                queue, limit, timeout=self.settings.backpressure_timeout
+            ):
+                return False
+        return True
+
     def _codec(self, payload: bytes) -> str:
         s = self.settings
         if s.charset:
@@ -207,7 +236,8 @@ class GatewayServer:
             Envelope.wrap(message, target=t, session_id=first.session_id, **fields)
             for t in self.service.targets[1:]
         ]
-        return [first, *rest]
+        # Ordering keys are set here, before the store, so every hop and the record agree.
+        return [self.publisher.dispatcher.prepare(e) for e in (first, *rest)]
 
     async def _acks(
         self, message: HL7Message, envelope: Envelope, plan: AckPlan, codec: str

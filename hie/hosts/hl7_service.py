@@ -44,6 +44,16 @@ class HL7TCPServiceSettings(ItemSettings):
     default_charset: str = "utf-8"
     #: Seconds to wait for the targets in ``application`` mode before answering AE.
     app_ack_timeout: float = Field(default=30.0, gt=0)
+    #: When a target's queue is full (its ``max_queue_depth``): ``block`` stops reading from the
+    #: socket until there is room (TCP pushes back on the sender); ``reject`` answers at once
+    #: with AE (CE with commit codes) and keeps nothing, so the sender still owns the message.
+    backpressure: Literal["block", "reject"] = "block"
+    #: In ``block`` mode, answer AE after waiting this long for room.
+    backpressure_timeout: float = Field(default=60.0, gt=0)
+    #: HL7 path whose value sets the priority (e.g. ``ORC-7.6`` or ``TQ1-9.1``) ...
+    priority_from: str | None = None
+    #: ... through this table of values to priorities 0-9 (e.g. ``{S: 9, A: 7, R: 4}``).
+    priority_map: dict[str, int] = Field(default_factory=dict)
 
     @field_validator("allowed_clients")
     @classmethod
@@ -61,5 +71,10 @@ class HL7TCPService(BusinessService):
     default_priority: ClassVar[int | None] = None
 
     def message_priority(self, message: Any) -> int | None:
-        """Priority for an inbound message; override to read it from the message itself."""
+        """Priority of an inbound message: from ``priority_from`` if it maps, else the item's."""
+        settings: HL7TCPServiceSettings = self.settings  # type: ignore[assignment]
+        if settings.priority_from:
+            value = message.get(settings.priority_from)
+            if value in settings.priority_map:
+                return max(0, min(9, settings.priority_map[value]))
         return self.item.priority

@@ -90,8 +90,13 @@ class Harness:
             self._dispatcher = make_dispatcher(app, self.production, self.settings, self.store)
         return self._dispatcher
 
-    def start_worker(self, item: str, *extra: str, wait: bool = True) -> subprocess.Popen[bytes]:
-        """Start ``hie worker FILE ITEM`` as a real OS process and wait until it is ready."""
+    def start_worker(
+        self, item: str, *extra: str, wait: bool = True, expect: int = 1
+    ) -> subprocess.Popen[bytes]:
+        """Start ``hie worker FILE ITEM`` as a real OS process and wait until it is ready.
+
+        ``expect``: how many Celery workers it starts (one per partition of a keyed item).
+        """
         assert self.path is not None
         run_dir = self.settings.home / "run" / self.name / item
         before = set(run_dir.glob("worker.*.ready")) if run_dir.exists() else set()
