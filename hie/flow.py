@@ -66,6 +66,16 @@ class QueueDepth:
         self._cache[queue] = (now, value)
         return value
 
+    def added(self, queue: str, count: int = 1) -> None:
+        """Count messages this process just queued into the cached depth.
+
+        Without it, a sender going faster than the cache refreshes would overshoot the limit by
+        what it sent in one cache period; with it the cached value can only overestimate.
+        """
+        cached = self._cache.get(queue)
+        if cached is not None:
+            self._cache[queue] = (cached[0], cached[1] + count)
+
     def wait_for_room(self, queue: str, limit: int, *, timeout: float | None = None) -> bool:
         """Block until ``queue`` holds fewer than ``limit`` messages; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -217,6 +217,7 @@ class GatewayServer:
                 queue, limit, timeout=self.settings.backpressure_timeout
             ):
                 return False
+            depths.added(queue)
         return True
 
     def _codec(self, payload: bytes) -> str:

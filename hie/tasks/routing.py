@@ -143,7 +143,9 @@ class Dispatcher:
             return
         limit = self.production.item(envelope.target).max_queue_depth
         if limit is not None:
-            self.depths.wait_for_room(self.queue_for(envelope), limit)
+            queue = self.queue_for(envelope)
+            self.depths.wait_for_room(queue, limit)
+            self.depths.added(queue)
 
     # -- publishing -----------------------------------------------------------------------------
     def send(self, envelope: Envelope) -> AsyncResult:
