@@ -7,6 +7,7 @@ from hie.errors import (
     AdapterError,
     ConfigError,
     DeliveryError,
+    Fail,
     HIEError,
     HL7ParseError,
     MessageError,
@@ -18,7 +19,9 @@ from hie.errors import (
     SelfRequestError,
     SkipMessage,
     StoreError,
+    Suspend,
 )
+from hie.hl7 import HL7Message
 from hie.hooks import HookChain, MessageHook
 from hie.hosts.base import Host, ItemSettings
 from hie.hosts.operation import BusinessOperation
@@ -27,6 +30,7 @@ from hie.hosts.service import BusinessService
 from hie.messages import Envelope, Message
 from hie.production import Item, Production
 from hie.settings import Settings, get_settings
+from hie.store import MessageStore, Status
 
 __version__ = "0.1.0"
 
@@ -39,7 +43,9 @@ __all__ = [
     "DeliveryError",
     "Envelope",
     "ErrorResponse",
+    "Fail",
     "HIEError",
+    "HL7Message",
     "HL7ParseError",
     "HookChain",
     "Host",
@@ -49,6 +55,7 @@ __all__ = [
     "Message",
     "MessageError",
     "MessageHook",
+    "MessageStore",
     "Production",
     "ProductionError",
     "RequestError",
@@ -57,6 +64,8 @@ __all__ = [
     "SelfRequestError",
     "Settings",
     "SkipMessage",
+    "Status",
     "StoreError",
+    "Suspend",
     "get_settings",
 ]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from kombu import Connection
+from kombu.connection import Connection
 
 #: Redis priority lists of one queue: kombu names them ``<queue>`` and ``<queue>:<step>``.
 _REDIS_STEPS = range(10)
@@ -36,7 +36,7 @@ class QueueDepth:
             if self._redis:
                 client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
             else:
-                client = Connection(self.broker_url)
+                client = Connection(self.broker_url)  # type: ignore[no-untyped-call]
             self._local.client = client
         return client
 

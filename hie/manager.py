@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _ORDER = {"operation": 0, "process": 1, "service": 2}
 GATEWAY = "gateway"
+RECOVERY = "recovery"
 #: A process that stayed up this long is healthy again: its failure count starts over.
 STABLE_SECONDS = 30.0
 
@@ -225,6 +226,10 @@ class Supervisor:
         """The processes to run now, in start order."""
         logs = log_dir(self.settings, self.name)
         out = [Unit(n, "extra", argv, logs / f"{n}.log") for n, argv in self.extras.items()]
+        if any(self.kind(i.name) != "service" for i in self.production.items):
+            # The recovery sweeper re-publishes what the broker lost and raises alerts.
+            argv = [*self._cli(), "recover", str(self.file)]
+            out.append(Unit(RECOVERY, "extra", argv, logs / "recovery.log"))
         workers = [
             i.name
             for i in self.production.items
@@ -449,6 +454,8 @@ class Supervisor:
         folder.mkdir(parents=True, exist_ok=True)
         pid_file = folder / "manager.pid"
         pid_file.write_text(str(os.getpid()))
+        # Commands that need the production (resend, ...) find it here while it runs.
+        (folder / "production.path").write_text(str(Path(self.file).resolve()))
         control = ControlServer(self, folder / "manager.sock")
         control.start()
         try:
@@ -463,6 +470,7 @@ class Supervisor:
             self.stop()
             control.close()
             pid_file.unlink(missing_ok=True)
+            (folder / "production.path").unlink(missing_ok=True)
 
     def request_stop(self, drain_timeout: float | None = None) -> None:
         """Ask the main loop to stop (from a signal handler or the control channel)."""

@@ -232,7 +232,8 @@ class GatewayServer:
         fields = {"source": self.service.item_name}
         if priority is not None:
             fields["priority"] = priority  # type: ignore[assignment]
-        first = Envelope.wrap(message, target=(self.service.targets or [None])[0], **fields)
+        targets: list[str | None] = [*self.service.targets] or [None]
+        first = Envelope.wrap(message, target=targets[0], **fields)
         rest = [
             Envelope.wrap(message, target=t, session_id=first.session_id, **fields)
             for t in self.service.targets[1:]

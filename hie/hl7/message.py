@@ -152,7 +152,7 @@ class HL7Message:
         name = text[:3]
         if not _SEGMENT_NAME.match(name):
             raise ValueError(f"{text[:20]!r} does not start with a segment name like ZPI")
-        if len(text) > 3 and text[3] != self._delims.field or "\r" in text or "\n" in text:
+        if (len(text) > 3 and text[3] != self._delims.field) or "\r" in text or "\n" in text:
             raise ValueError(
                 f"segment {name} must be one line whose fields are separated by "
                 f"{self._delims.field!r}"

@@ -69,7 +69,7 @@ def read_property(obj: Any, prop: str, ctx: Any) -> Any:
     """A named property: of a message (``DocType``, ``Name``, ``ParentId``) or a target dict."""
     if isinstance(obj, HL7Message):
         getter = _MESSAGE_PROPERTIES.get(prop.lower())
-        return getter(obj) if getter else ""
+        return str(getter(obj)) if getter else ""  # type: ignore[no-untyped-call]
     if isinstance(obj, dict):
         return obj.get(prop, "")
     return getattr(obj, prop, "") if obj is not None else ""

@@ -175,7 +175,7 @@ class Transform(BaseModel):
             self._run(a.actions, ctx)
 
     def _subtransform(self, a: DtlAction, ctx: Context) -> None:
-        sub = (self.registry or {}).get(a.class_name)
+        sub = self.registry.get(a.class_name) if self.registry else None
         if sub is None:
             raise ConfigError(f"{self.name}: subtransform {a.class_name!r} is not loaded")
         src = ctx.source if a.source_obj.startswith("source") else ctx.target

@@ -38,8 +38,8 @@ ALL: Final = "*"
 Index = int | str | None  # int, ALL, a variable name, or None (not given)
 
 _STEP = re.compile(r"^\s*([A-Za-z0-9_]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
-_SUPPORTED = ("2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8")
-_SUPPORTED += ("2.8.1", "2.8.2")
+_SUPPORTED: tuple[str, ...] = ("2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7")
+_SUPPORTED += ("2.7.1", "2.8", "2.8.1", "2.8.2")
 #: IRIS schema names that hl7apy spells differently (same position); tried when direct fails.
 _ALIASES: Final = (
     {"messagecode", "messagetype"},

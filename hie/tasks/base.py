@@ -149,6 +149,11 @@ class HostTask(Task):  # type: ignore[misc]
                 "message %s already completed by %s; skipping redelivery", envelope.message_id, item
             )
             return None
+        delivery = self.request.delivery_info or {}
+        if delivery.get("redelivered") and self.tracker and self.runtime.host.kind == "operation":
+            # The broker gave this task out before and never got its ack: the worker died while
+            # it ran, possibly after the peer already had the message.
+            self.tracker.possible_duplicate(envelope, item, "redelivered by the broker")
         while True:
             if self.tracker:
                 self.tracker.started(envelope, item, self.request.retries or 0)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from hie.production import Item, Production
     from hie.settings import Settings
-    from hie.tasks.tracking import StoreLike
+    from hie.store import MessageStore
 
 
 def task_items(production: Production) -> list[Item]:
@@ -47,7 +47,7 @@ def configure_queues(app: Celery, production: Production) -> None:
 
 
 def make_dispatcher(
-    app: Celery, production: Production, settings: Settings, store: StoreLike | None = None
+    app: Celery, production: Production, settings: Settings, store: MessageStore | None = None
 ) -> Dispatcher:
     """The dispatcher for ``production`` in this process."""
     from hie.flow import QueueDepth

@@ -7,32 +7,19 @@ schema can change without touching the tasks.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hie.messages import Envelope
+    from hie.store import MessageStore
 
 log = logging.getLogger(__name__)
-
-
-class StoreLike(Protocol):
-    """The part of ``hie.store.MessageStore`` the task layer uses."""
-
-    def save(self, envelope: Envelope, **fields: Any) -> None: ...
-
-    def set_status(self, message_id: Any, status: str, **fields: Any) -> None: ...
-
-    def record_event(self, message_id: Any, event: str, **fields: Any) -> None: ...
-
-    def mark_delivered(self, message_id: Any, target: str) -> bool: ...
-
-    def is_delivered(self, message_id: Any, target: str) -> bool: ...
 
 
 class Tracker:
     """Writes statuses and events for the messages a process publishes and handles."""
 
-    def __init__(self, store: StoreLike | None) -> None:
+    def __init__(self, store: MessageStore | None) -> None:
         self.store = store
 
     def queued(self, envelope: Envelope) -> None:
@@ -111,6 +98,11 @@ class Tracker:
     def already_delivered(self, envelope: Envelope, item: str) -> bool:
         """True when ``item`` already completed this message (a redelivered task)."""
         return self.store is not None and self.store.is_delivered(envelope.message_id, item)
+
+    def possible_duplicate(self, envelope: Envelope, item: str, detail: str) -> None:
+        """Flag a message that may already have reached its peer (a redelivered task)."""
+        if self.store is not None:
+            self.store.mark_possible_duplicate(envelope.message_id, detail, item=item)
 
     def delivered(self, envelope: Envelope, item: str) -> None:
         """Remember that ``item`` completed this message, so a redelivery does not repeat it."""

@@ -49,6 +49,7 @@ Enabled="false">
   </Item>
   <Item Name="Ens.Alert" ClassName="EnsLib.EMail.AlertOperation" PoolSize="1" Enabled="true">
     <Setting Target="Adapter" Name="SMTPServer">smtp.example.test</Setting>
+    <Setting Target="Host" Name="Recipient">oncall@example.test,ops@example.test</Setting>
   </Item>
   <Item Name="ADT Audit" ClassName="Test.Custom.AuditOperation" PoolSize="1" Enabled="true">
     <Setting Target="Host" Name="Threshold">5</Setting>
@@ -149,7 +150,9 @@ def test_synthetic_production_maps_items_settings_targets_and_fifo(
 
     alert = reports["Ens.Alert"]
     assert alert.maps_to == "EmailAlertOperation"
-    assert alert.hie_class == "EmailAlertOperation" or "not available" in (alert.reason or "")
+    assert alert.hie_class == "EmailAlertOperation", alert.reason
+    assert result.production.item("Ens.Alert").settings["recipients"] == [
+        "oncall@example.test", "ops@example.test"]
 
     custom = reports["ADT_Audit"]
     assert custom.hie_class is None and custom.iris_class == "Test.Custom.AuditOperation"
