@@ -67,8 +67,10 @@ def wait_for_session(
     while True:
         headers = store.session(session_id)
         if headers and all(str(h.status) in _TERMINAL for h in headers):
+            # Only downstream answers are in the session yet: the gateway records its own ACK
+            # after this returns.
             for h in headers:
-                if h.ack_code in ("AE", "AR", "CE", "CR") and h.source != headers[0].source:
+                if h.ack_code in ("AE", "AR", "CE", "CR"):
                     return ("AR" if h.ack_code in ("AR", "CR") else "AE"), (
                         h.ack_text or f"{h.target or h.source} answered {h.ack_code}"
                     )
