@@ -93,7 +93,7 @@ def test_python_hl7_asyncio_client_gets_an_ack_from_the_gateway(harness: Harness
 def test_random_garbage_never_takes_the_gateway_down(harness: Harness) -> None:
     with MLLPPeer("AA") as peer:
         port = _production(harness, peer.port)
-        for n in range(20):
+        for _ in range(20):
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(os.urandom(2000) + b"\x0b" + os.urandom(500) + b"\x1c\x0d")
                 sock.settimeout(0.5)
