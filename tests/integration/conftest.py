@@ -68,6 +68,48 @@ def harness(redis_settings: Settings, tmp_path: Path) -> Iterator[Harness]:
     h.cleanup()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_harness(
+    request: pytest.FixtureRequest, redis_settings: Settings, tmp_path: Path
+) -> Iterator[Harness]:
+    """A harness on each store: SQLite, and PostgreSQL in a fresh schema (dropped afterwards)."""
+    if request.param == "sqlite":
+        h = Harness(_own_store(redis_settings, tmp_path), tmp_path)
+        yield h
+        h.cleanup()
+        return
+    import secrets
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    url = os.environ.get(
+        "HIE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    )
+    admin = create_engine(url, connect_args={"connect_timeout": 5}, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        admin.dispose()
+        skip_or_fail(f"PostgreSQL does not answer at {url}: {exc.orig}")
+    schema = f"hie_it_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    scoped = admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
+    settings = redis_settings.model_copy(
+        update={"database_url": scoped.render_as_string(hide_password=False)}
+    )
+    h = Harness(settings, tmp_path)
+    try:
+        yield h
+    finally:
+        h.cleanup()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture
 def any_broker(broker_settings: Settings, tmp_path: Path) -> Iterator[Harness]:
     h = Harness(_own_store(broker_settings, tmp_path), tmp_path)

@@ -186,29 +186,29 @@ def kill_tree(pid: int) -> None:
 
 
 def test_kill_drill_operation_workers_killed_twice_nothing_acked_is_lost(
-    harness: Harness,
+    store_harness: Harness,
 ) -> None:
     # Given the pipeline, a recording peer and the recovery sweeper
     with MLLPPeer("AA") as peer:
-        port = pipeline(harness, peer.port)
-        start_sweeper(harness)
+        port = pipeline(store_harness, peer.port)
+        start_sweeper(store_harness)
         started = time.monotonic()
         # When 1,000 messages flow and the operation's workers are SIGKILLed twice mid-run
         sender = Sender(port, 1000).start()
         for at in (250, 600):
             wait_for(lambda at=at: len(peer.received) >= at, 120, f"{at} deliveries")
-            out = next(w for w in harness.workers if "Out" in w.args and w.poll() is None)
+            out = next(w for w in store_harness.workers if "Out" in w.args and w.poll() is None)
             kill_tree(out.pid)
             out.wait()
-            harness.start_worker("Out")
+            store_harness.start_worker("Out")
         sender.join()
         # Then every ACKed message reaches the peer (the sweeper brings back what died unacked)
         acked = set(sender.acked)
         wait_for(lambda: acked <= set(delivered(peer)), 150, "every ACKed message at the peer")
         got = delivered(peer)
-        report("kill -9", sender, got, harness, started)
+        report("kill -9", sender, got, store_harness, started)
         assert len(acked) == 1000 and not acked - set(got)
-        explain_duplicates(harness, got)
+        explain_duplicates(store_harness, got)
 
 
 @pytest.fixture
@@ -284,37 +284,37 @@ def test_downstream_outage_retries_and_keeps_order_with_one_solo_worker(
 
 
 def test_trace_shows_every_hop_and_resend_delivers_again_in_the_session(
-    harness: Harness,
+    store_harness: Harness,
 ) -> None:
     with MLLPPeer("AA") as peer:
-        port = pipeline(harness, peer.port, op_pool="threads", op_size=1)
+        port = pipeline(store_harness, peer.port, op_pool="threads", op_size=1)
         with BlockingMLLPClient("127.0.0.1", port) as client:
             assert ack_code(HL7Message(client.send(adt(1, "T")))) == "AA"
         wait_for(lambda: len(peer.received) == 1, 30, "delivery")
-        inbound = wait_for(lambda: harness.store.find(control_id="T00001", source="In"), 10, "in")
+        inbound = wait_for(lambda: store_harness.store.find(control_id="T00001", source="In"), 10, "in")
         out = wait_for(
-            lambda: [m for m in harness.store.find(target="Out") if m.status == Status.COMPLETED],
+            lambda: [m for m in store_harness.store.find(target="Out") if m.status == Status.COMPLETED],
             30,
             "Out completed",
         )[0]
-        text = format_trace(harness.store.trace(inbound[0].message_id))
+        text = format_trace(store_harness.store.trace(inbound[0].message_id))
         print("\n" + text)
         # Every hop: the gateway's message to the router, the router's copy to the operation
         assert "In -> Router  [completed]" in text and "Router -> Out  [completed]" in text
         assert "ack=AA" in text and "took=" in text and "ack_received" in text
         # When the operation's message is resent
-        copy = resend(harness.store, harness.dispatcher, harness.store.load(out.message_id), None)
+        copy = resend(store_harness.store, store_harness.dispatcher, store_harness.store.load(out.message_id), None)
         wait_for(lambda: len(peer.received) == 2, 30, "the resent message at the peer")
         new = wait_for(
-            lambda: (hd := harness.store.header(copy.message_id)).status == Status.COMPLETED and hd,
+            lambda: (hd := store_harness.store.header(copy.message_id)).status == Status.COMPLETED and hd,
             30,
             "resent completed",
         )
         assert new.session_id == out.session_id and new.parent_id == out.message_id
-        assert "resent" in [e.event for e in harness.store.events(out.message_id)]
+        assert "resent" in [e.event for e in store_harness.store.events(out.message_id)]
 
 
-def test_five_megabyte_oru_goes_through_stored_once(harness: Harness) -> None:
+def test_five_megabyte_oru_goes_through_stored_once(store_harness: Harness) -> None:
     pdf = base64.b64encode(os.urandom(3_900_000)).decode()  # ~5.2 MB of base64
     oru = (
         "MSH|^~\\&|LAB|FAC|EMR|FAC|20260101120000||ORU^R01^ORU_R01|BIG00001|P|2.5\r"
@@ -322,12 +322,12 @@ def test_five_megabyte_oru_goes_through_stored_once(harness: Harness) -> None:
         f"OBX|1|ED|PDF^Report||^AP^PDF^Base64^{pdf}||||||F\r"
     )
     with MLLPPeer("AA") as peer:
-        port = pipeline(harness, peer.port, op_pool="threads", op_size=1)
+        port = pipeline(store_harness, peer.port, op_pool="threads", op_size=1)
         with BlockingMLLPClient("127.0.0.1", port, response_timeout=60) as client:
             assert ack_code(HL7Message(client.send(oru.encode()))) == "AA"
         wait_for(lambda: len(peer.received) == 1, 60, "the big ORU at the peer")
         assert peer.received[0] == oru.encode()
-        inbound = harness.store.find(control_id="BIG00001", source="In")[0]
-        session = harness.store.session(inbound.session_id)
+        inbound = store_harness.store.find(control_id="BIG00001", source="In")[0]
+        session = store_harness.store.session(inbound.session_id)
         bodies = {m.body_id for m in session if m.msg_type and m.msg_type.startswith("ORU")}
         assert len(session) >= 2 and len(bodies) == 1, "one body row for the whole session"
