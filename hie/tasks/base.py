@@ -143,11 +143,10 @@ class HostTask(Task):  # type: ignore[misc]
                     detail=f"waits behind an earlier message with key {envelope.key!r}",
                 )
             return PARKED
-        if self.tracker and self.tracker.already_delivered(envelope, item):
-            # A redelivered task whose first run completed: never deliver twice.
-            log.info(
-                "message %s already completed by %s; skipping redelivery", envelope.message_id, item
-            )
+        if self.tracker and (reason := self.tracker.reason_to_skip(envelope, item)):
+            # A redelivered task whose first run completed (never deliver twice), or a message an
+            # operator suspended or discarded while its copy waited on the broker.
+            log.info("message %s not handled by %s: %s", envelope.message_id, item, reason)
             return None
         delivery = self.request.delivery_info or {}
         if delivery.get("redelivered") and self.tracker and self.runtime.host.kind == "operation":

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from hie.errors import StoreError
+
 if TYPE_CHECKING:
     from hie.messages import Envelope
     from hie.store import MessageStore
@@ -95,9 +97,23 @@ class Tracker:
                 detail="caller stopped waiting; a later reply is recorded only",
             )
 
-    def already_delivered(self, envelope: Envelope, item: str) -> bool:
-        """True when ``item`` already completed this message (a redelivered task)."""
-        return self.store is not None and self.store.is_delivered(envelope.message_id, item)
+    def reason_to_skip(self, envelope: Envelope, item: str) -> str | None:
+        """Why ``item`` must not handle this message now, or None.
+
+        Already completed by ``item`` (a redelivered or re-published task), or suspended or
+        discarded in the store by an operator while its copy waited on the broker.
+        """
+        if self.store is None:
+            return None
+        if self.store.is_delivered(envelope.message_id, item):
+            return "already completed"
+        try:
+            status = str(self.store.header(envelope.message_id).status)
+        except StoreError:
+            return None  # not recorded (e.g. sent by a process with no store): nothing to check
+        if status in ("suspended", "discarded"):
+            return f"it is {status}"
+        return None
 
     def possible_duplicate(self, envelope: Envelope, item: str, detail: str) -> None:
         """Flag a message that may already have reached its peer (a redelivered task)."""

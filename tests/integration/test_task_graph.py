@@ -178,3 +178,17 @@ def test_deferred_response_is_answered_by_another_host(harness: Harness) -> None
     outcome = harness.request("Caller", Work(label="later"))
     assert outcome.error is None
     assert outcome.replies[0]["label"].startswith("answered ")
+
+
+def test_a_message_suspended_while_queued_is_not_handled(harness: Harness) -> None:
+    harness.write([{"name": "Op", "class": OP, "pool": "solo"}])
+    # Given two queued messages, one of which an operator suspends before any worker runs
+    held = harness.send("Op", Work(label="held"))
+    other = harness.send("Op", Work(label="other"))
+    harness.store.set_status(held.message_id, "suspended", event="suspended", detail="operator")
+    harness.start_worker("Op")
+    wait_for(lambda: harness.store.header(other.message_id).status == "completed", 30, "other")
+    # Then the worker took its copy off the queue but did not handle it
+    wait_for(lambda: "done:other" in harness.journal(), 10, "journal")
+    assert "done:held" not in harness.journal()
+    assert harness.store.header(held.message_id).status == "suspended"
