@@ -143,9 +143,15 @@ class Suspend(Exception):
         super().__init__(reason)
 
 
-class Fail(Exception):
-    """Raised by a host to fail a message at once, without the retries an error would get."""
+class Fail(Exception):  # noqa: N818 - control flow, not an error
+    """Raised by a host to fail a message (status error), without the retries an error would get.
 
-    def __init__(self, reason: str = "failed") -> None:
+    With ``after_retries`` the message is first retried per the item's ``retry_interval`` and
+    ``failure_timeout``, and fails only when they are used up (IRIS ``RF``). A plain exception
+    that outlives ``failure_timeout`` is suspended instead, as IRIS does.
+    """
+
+    def __init__(self, reason: str = "failed", *, after_retries: bool = False) -> None:
         self.reason = reason
+        self.after_retries = after_retries
         super().__init__(reason)

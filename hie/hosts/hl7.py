@@ -373,7 +373,7 @@ class HL7TCPOperation(BusinessOperation):
             return
         if decision.action == "R":
             if decision.then == "F":
-                raise DeliveryError(f"{reason}; retrying")
+                raise Fail(f"{reason}; retrying", after_retries=True)
             return self._suspend(f"{reason}; retried", decision.then, after_retries=True)
         if decision.action == "F":
             raise Fail(reason)

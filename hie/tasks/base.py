@@ -164,7 +164,9 @@ class HostTask(Task):  # type: ignore[misc]
                     self.tracker.skipped(envelope, item, exc.reason)
                 return None
             except Fail as exc:
-                return self._fail(envelope, exc, started)
+                if not exc.after_retries or self._exhausted(first_attempt):
+                    return self._fail(envelope, exc, started)
+                delay, error = None, exc
             except Suspend as exc:
                 if not exc.after_retries or self._exhausted(first_attempt):
                     return self._suspend(envelope, exc, started)
@@ -224,15 +226,15 @@ class HostTask(Task):  # type: ignore[misc]
     ) -> Any:
         """Retry, in the way the item's ordering allows, or give the message up."""
         item = self.runtime.item
-        ordered = item.fifo or (self.runtime.hold is not None and envelope.key is not None)
         if self._exhausted(first_attempt):
-            if ordered or isinstance(exc, Suspend):
-                # IRIS FIFO semantics: the message is suspended and the next one goes.
-                reason = exc.reason if isinstance(exc, Suspend) else _describe(exc)
-                return self._suspend(
-                    envelope, Suspend(f"gave up after failure_timeout: {reason}"), started
-                )
-            return self._fail(envelope, exc, started)
+            if isinstance(exc, Fail):
+                return self._fail(envelope, exc, started)
+            # IRIS semantics: past FailureTimeout the message is suspended (kept for an operator
+            # to resend or discard, an alert raised) and, in a FIFO item, the next one goes.
+            reason = exc.reason if isinstance(exc, Suspend) else _describe(exc)
+            return self._suspend(
+                envelope, Suspend(f"gave up after failure_timeout: {reason}"), started
+            )
         if self.tracker:
             self.tracker.failed(
                 envelope,

@@ -192,3 +192,14 @@ def test_a_message_suspended_while_queued_is_not_handled(harness: Harness) -> No
     wait_for(lambda: "done:other" in harness.journal(), 10, "journal")
     assert "done:held" not in harness.journal()
     assert harness.store.header(held.message_id).status == "suspended"
+
+
+def test_an_error_past_failure_timeout_is_suspended_as_in_iris(harness: Harness) -> None:
+    harness.write([{"name": "Op", "class": OP, "pool": "solo",
+                    "settings": {"retry_interval": 0.2, "failure_timeout": 1.0}}])
+    harness.start_worker("Op")
+    envelope = harness.send("Op", Work(label="never", fail_times=1000))
+    wait_for(lambda: harness.store.header(envelope.message_id).status == "suspended", 30, "suspend")
+    events = harness.store.events(envelope.message_id)
+    assert [e.event for e in events].count("retried") >= 3
+    assert "gave up after failure_timeout" in (events[-1].detail or "")
