@@ -143,7 +143,7 @@ class Suspend(Exception):
         super().__init__(reason)
 
 
-class Fail(Exception):  # noqa: N818 - control flow, not an error
+class Fail(Exception):
     """Raised by a host to fail a message (status error), without the retries an error would get.
 
     With ``after_retries`` the message is first retried per the item's ``retry_interval`` and

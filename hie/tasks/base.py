@@ -153,6 +153,8 @@ class HostTask(Task):  # type: ignore[misc]
             # The broker gave this task out before and never got its ack: the worker died while
             # it ran, possibly after the peer already had the message.
             self.tracker.possible_duplicate(envelope, item, "redelivered by the broker")
+        error: BaseException
+        delay: float | None
         while True:
             if self.tracker:
                 self.tracker.started(envelope, item, self.request.retries or 0)
@@ -170,8 +172,7 @@ class HostTask(Task):  # type: ignore[misc]
             except Suspend as exc:
                 if not exc.after_retries or self._exhausted(first_attempt):
                     return self._suspend(envelope, exc, started)
-                delay = None
-                error: BaseException = exc
+                delay, error = None, exc
             except Retry as exc:
                 delay, error = exc.delay, exc
             except Exception as exc:
