@@ -27,8 +27,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy hie mllp_gateway
 
+## End-to-end bench against baselines B1/B2/B3 (about 12 minutes; BENCH_ARGS, e.g. --mix).
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
+
+## Failure drills on a running production; fails if anything ACKed is lost.
+drills: $(STAMP)
+	$(BIN)/python bench/faults.py $(DRILLS_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
