@@ -1,0 +1,158 @@
+"""Who may connect to the gateway: TLS with client certificates, allowed addresses, a limit."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hie.adapters.mllp import BlockingMLLPClient
+from hie.errors import DeliveryError
+from hie.hl7 import ack_code
+from tests.integration.harness import Harness, free_port, wait_for
+
+pytestmark = pytest.mark.integration
+
+ADT = b"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|S1|P|2.5\rPID|1||1\r"
+
+
+def _gateway(h: Harness, **settings: Any) -> int:
+    port = free_port()
+    h.write(
+        [
+            {
+                "name": "In",
+                "class": "HL7TCPService",
+                "targets": ["Op"],
+                "settings": {"port": port, **settings},
+            },
+            {"name": "Op", "class": "tests.hosts:RecordingOperation", "pool": "solo"},
+        ]
+    )
+    h.start_gateway(port)
+    return port
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    """A private CA, a server certificate for 127.0.0.1 and a client certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+    d = tmp_path / "pki"
+    d.mkdir()
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Test CA",
+        "-keyout",
+        str(d / "ca.key"),
+        "-out",
+        str(d / "ca.pem"),
+    )
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={name}",
+            "-keyout",
+            str(d / f"{name}.key"),
+            "-out",
+            str(d / f"{name}.csr"),
+        )
+        (d / f"{name}.ext").write_text(ext + "\n")
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(d / f"{name}.csr"),
+            "-CA",
+            str(d / "ca.pem"),
+            "-CAkey",
+            str(d / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            str(d / f"{name}.ext"),
+            "-out",
+            str(d / f"{name}.pem"),
+        )
+    return d
+
+
+def _client_context(pki: Path, *, with_cert: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    if with_cert:
+        context.load_cert_chain(str(pki / "client.pem"), str(pki / "client.key"))
+    return context
+
+
+def test_tls_with_client_certificates(harness: Harness, pki: Path) -> None:
+    port = _gateway(
+        harness,
+        tls_cert=str(pki / "server.pem"),
+        tls_key=str(pki / "server.key"),
+        tls_ca=str(pki / "ca.pem"),
+    )
+    with BlockingMLLPClient("127.0.0.1", port, ssl=_client_context(pki, with_cert=True)) as client:
+        assert ack_code(client.send(ADT)) == "AA"
+    # A client without a certificate is refused during the handshake: nothing is stored.
+    with pytest.raises((DeliveryError, ssl.SSLError, ConnectionError)):
+        with BlockingMLLPClient(
+            "127.0.0.1", port, ssl=_client_context(pki, with_cert=False), response_timeout=5
+        ) as client:
+            client.send(ADT.replace(b"|S1|", b"|S2|"))
+    assert [h.control_id for h in harness.store.find(source="In")] == ["S1"]
+
+
+def test_only_allowed_client_addresses_may_connect(harness: Harness) -> None:
+    port = _gateway(harness, allowed_clients=["10.0.0.0/8"])
+    with pytest.raises(DeliveryError):
+        with BlockingMLLPClient("127.0.0.1", port, response_timeout=5) as client:
+            client.send(ADT)
+    assert harness.store.find(source="In") == []
+
+
+def test_connections_beyond_the_limit_are_closed(harness: Harness) -> None:
+    port = _gateway(harness, max_connections=2)
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        with BlockingMLLPClient("127.0.0.1", port, response_timeout=5) as first:
+            # The two held connections are open: a third one is refused ...
+            with pytest.raises(DeliveryError):
+                first.send(ADT)
+        held.pop().close()
+
+        # ... and once one closes (the gateway sees it go), a new connection is served.
+        def served() -> bool:
+            try:
+                with BlockingMLLPClient("127.0.0.1", port, response_timeout=5) as client:
+                    return ack_code(client.send(ADT)) == "AA"
+            except DeliveryError:
+                return False
+
+        wait_for(served, 10, "a connection to be served again")
+    finally:
+        for sock in held:
+            sock.close()
