@@ -8,6 +8,7 @@ every problem (file, line, item, what is wrong, what to do) into one ``Productio
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -92,6 +93,13 @@ class Production(BaseModel):
 
         return resolve_host_class(self.item(name).class_name)
 
+    def resolve(self, path: str | Path) -> Path:
+        """``path`` as written in the production: relative paths start at the file's folder."""
+        candidate = Path(path).expanduser()
+        if candidate.is_absolute() or self.source is None:
+            return candidate
+        return Path(self.source).resolve().parent / candidate
+
     def edges(self) -> list[tuple[str, str]]:
         """Every (item, target) pair of the graph, in definition order."""
         return [(item.name, target) for item in self.items for target in item.targets]
@@ -109,6 +117,7 @@ def collect_problems(
     *,
     indices: list[int] | None = None,
     names: set[str] | None = None,
+    check_only_shape: bool = False,
 ) -> list[Problem]:
     """Every problem of ``production``: duplicates, unknown classes, targets and bad settings.
 
@@ -162,7 +171,13 @@ def collect_problems(
                     )
                 )
         if host_class is not None:
-            problems.extend(_settings_problems(source, index, item, host_class, lines))
+            found = _settings_problems(source, index, item, host_class, lines)
+            if not found and not check_only_shape:
+                found = [
+                    Problem(source, item.line, item.name, message)
+                    for message in host_class.check_item(item, production)
+                ]
+            problems.extend(found)
         problems.extend(_flow_problems(source, item))
     return problems
 

@@ -100,7 +100,8 @@ def render_filename(pattern: str, host: Host, fields: dict[str, str]) -> str:
         "type": "",
         **fields,
     }
-    name = pattern.format(**values)
+    # Date codes (%Y%m%d ...) first, from the clock; then HIE's {fields}.
+    name = datetime.now().strftime(pattern).format(**values)
     if "/" in name or name in {"", ".", ".."}:
         raise AdapterError(f"file name {name!r} from pattern {pattern!r} is not a plain file name")
     return name

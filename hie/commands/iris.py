@@ -71,7 +71,11 @@ def _item_yaml(item: dict[str, Any]) -> str:
     return "".join(f"  {line}\n" for line in text.splitlines())
 
 
-def production_yaml(result: IrisProduction, rule_files: dict[str, str]) -> str:
+def production_yaml(
+    result: IrisProduction,
+    files: dict[str, str],
+    rule_transforms: dict[str, list[str]] | None = None,
+) -> str:
     """The production as readable YAML, one comment per item saying where it came from."""
     lines = [
         f"# Converted from {result.source} by `hie import-iris`.",
@@ -90,8 +94,18 @@ def production_yaml(result: IrisProduction, rule_files: dict[str, str]) -> str:
         data = {k: v for k, v in data.items() if v not in ([], {})}
         report = reports[item.name]
         rule = report.rule
-        if rule and rule in rule_files and "rules" in data.get("settings", {}):
-            data["settings"]["rules"] = rule_files[rule]
+        if rule and rule in files and "rules" in data.get("settings", {}):
+            data["settings"]["rules"] = files[rule]
+            # The transforms the rule names: converted ones are loaded by the router; a missing
+            # one makes `validate` say so, rather than the router failing at start.
+            named = (rule_transforms or {}).get(rule, [])
+            if named:
+                data["settings"]["transforms"] = [files[t] for t in named if t in files]
+                lines.extend(
+                    f"  # NOTE: {item.name}'s rule names transform {t}, which was not converted"
+                    for t in named
+                    if t not in files
+                )
         lines.append(f"  # IRIS {report.iris_name!r}: {report.iris_class} (line {report.line})")
         lines.append(_item_yaml(data).rstrip("\n"))
     return "\n".join(lines) + "\n"
@@ -138,7 +152,10 @@ def _convert_other(path: Path, kind: str, out_dir: Path) -> dict[str, Any]:
     target = out_dir / folder / f"{name}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(loaded.to_yaml(), encoding="utf-8")
-    return {"file": str(path), "kind": kind, "ok": True, "name": name, "output": str(target)}
+    entry = {"file": str(path), "kind": kind, "ok": True, "name": name, "output": str(target)}
+    if kind == "rule":
+        entry["transforms"] = sorted(loaded.transforms())
+    return entry
 
 
 def cmd_import_iris(args: argparse.Namespace, settings: object) -> int:
@@ -154,7 +171,9 @@ def cmd_import_iris(args: argparse.Namespace, settings: object) -> int:
             kinds[path] = file_kind(path)
         except (OSError, HIEError) as exc:
             summary["errors"].append({"file": str(path), "error": str(exc)})
+    # Converted rules and transforms by class name -> their file, relative to the output folder.
     rule_files: dict[str, str] = {}
+    rule_transforms: dict[str, list[str]] = {}
     for path, kind in kinds.items():
         if kind == "production":
             continue
@@ -163,12 +182,15 @@ def cmd_import_iris(args: argparse.Namespace, settings: object) -> int:
         except (OSError, ValueError, HIEError) as exc:
             entry = {"file": str(path), "kind": kind, "ok": False, "error": str(exc)}
         summary["converted" if entry["ok"] else "errors"].append(entry)
-        if entry["ok"] and kind == "rule":
+        if entry["ok"]:
             rule_files[entry["name"]] = str(Path(entry["output"]).relative_to(out_dir))
+            if kind == "rule":
+                rule_transforms[entry["name"]] = entry["transforms"]
     ok = not summary["errors"]
     for path, kind in kinds.items():
         if kind == "production":
-            ok = _import_production(path, mapping, out_dir, rule_files, args, summary) and ok
+            converted = (rule_files, rule_transforms)
+            ok = _import_production(path, mapping, out_dir, converted, args, summary) and ok
     texts = [format_report(r) for r in summary["productions"]]
     texts += [f"error: {e['file']}: {e['error']}" for e in summary["errors"]]
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -185,7 +207,7 @@ def _import_production(
     path: Path,
     mapping: Any,
     out_dir: Path,
-    rule_files: dict[str, str],
+    converted: tuple[dict[str, str], dict[str, list[str]]],
     args: argparse.Namespace,
     summary: dict[str, Any],
 ) -> bool:
@@ -208,7 +230,7 @@ def _import_production(
         )
         return False
     target = out_dir / f"{result.production.name}.yaml"
-    target.write_text(production_yaml(result, rule_files), encoding="utf-8")
+    target.write_text(production_yaml(result, *converted), encoding="utf-8")
     report["output"] = str(target)
     return True
 

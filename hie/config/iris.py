@@ -71,6 +71,8 @@ class IrisProduction:
     production: Production
     items: list[ItemReport]
     notes: list[str] = field(default_factory=list)
+    #: Items that map but would not start as they are (a rule class that cannot be found ...).
+    blocked: list[Problem] = field(default_factory=list)
 
     @property
     def unmapped(self) -> list[ItemReport]:
@@ -302,9 +304,17 @@ def read_iris_production(
     production = Production(name=name, items=items, description=(description or "").strip() or None)
     production.source = source
     result = IrisProduction(source, name, production, reports, [*_production_notes(prod), *notes])
-    problems = collect_problems(production, {})
+    problems = collect_problems(production, {}, check_only_shape=True)
     if problems:
         raise ProductionError(problems)
+    result.blocked = [
+        Problem(source, item.line, item.name, message)
+        for item in production.items
+        for message in production.host_class(item.name).check_item(item, production)
+    ]
+    for problem in result.blocked:
+        report = next(r for r in reports if r.name == problem.item)
+        report.notes.append(f"will not start as it is: {problem.message}")
     return result
 
 
@@ -365,8 +375,8 @@ def load_iris_production(
 ) -> Production:
     """Load an IRIS production; ``strict`` refuses one with unmapped items (see the module doc)."""
     result = read_iris_production(path, mapping)
-    if strict and result.unmapped:
-        raise ProductionError(result.unmapped_problems())
+    if strict and (result.unmapped or result.blocked):
+        raise ProductionError([*result.unmapped_problems(), *result.blocked])
     return result.production
 
 

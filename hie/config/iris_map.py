@@ -18,6 +18,8 @@ A user mapping file (YAML) extends both::
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +64,25 @@ UNSUPPORTED_CLASSES: dict[str, str] = {
 
 def _text(value: str) -> Any:
     return value
+
+
+def iris_filename(value: str) -> str:
+    """An IRIS ``Filename`` pattern in HIE's form.
+
+    ``%f``/``%F`` (the source file name; a message from MLLP has none) become ``{control_id}``,
+    ``%Q``/``%q`` (timestamps) ``{timestamp}``; IRIS's uniqueness suffixes (``%!+(..)``,
+    ``%+(..)``, ``%#``) are dropped, and ``_{message_id}`` is added when nothing else in the name
+    is unique, so two messages never overwrite one file. Date codes (``%Y%m%d%H%M%S``) stay:
+    HIE fills them from the clock when it writes.
+    """
+    out = re.sub(r"%!?\+\([^)]*\)|%#", "", value)
+    out = out.replace("{", "{{").replace("}", "}}")
+    out = re.sub(r"%[fF]", "{control_id}", out)
+    out = re.sub(r"%[Qq](\([^)]*\))?", "{timestamp}", out)
+    if not any(t in out for t in ("{control_id}", "{timestamp}", "{message_id}")):
+        stem, dot, ext = out.rpartition(".")
+        out = f"{stem}_{{message_id}}.{ext}" if dot and stem else f"{out}_{{message_id}}"
+    return out
 
 
 def _csv(value: str) -> list[str]:
@@ -125,7 +146,7 @@ SETTING_MAP: dict[str, SettingRule] = {
     "FilePath": SettingRule(("file_path",)),
     "FileSpec": SettingRule(("file_spec",)),
     "ArchivePath": SettingRule(("archive_path",)),
-    "Filename": SettingRule(("filename",)),
+    "Filename": SettingRule(("filename",), iris_filename),
     "CallInterval": SettingRule(("poll_interval",)),
     "MessageSchemaCategory": SettingRule(("schema_category",)),
     "Validation": SettingRule(("validation",)),

@@ -130,4 +130,4 @@ def _partial_problems(path: Path, data: dict[str, Any], lines: Lines) -> list[Pr
     names = {str(raw.get("name")) for raw in raw_items if isinstance(raw, dict)}
     partial = Production(name="partial", items=good)
     partial.source = str(path)
-    return collect_problems(partial, lines, indices=indices, names=names)
+    return collect_problems(partial, lines, indices=indices, names=names, check_only_shape=True)

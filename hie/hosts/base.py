@@ -74,6 +74,15 @@ class Host:
         self.settings = self.Settings.model_validate(item.settings)
         self._dispatcher = dispatcher
 
+    @classmethod
+    def check_item(cls, item: Item, production: Production) -> list[str]:
+        """Load-time checks beyond the settings model (files exist, names resolve); problems.
+
+        Runs when a production is loaded, so a mistake fails at ``validate`` time, not in a
+        worker at 3 a.m. Override in host classes that read files or name other items.
+        """
+        return []
+
     # -- lifecycle hooks ------------------------------------------------------------------------
     def on_init(self) -> None:
         """Once per worker process, before the first message."""

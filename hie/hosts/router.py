@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hie.errors import ConfigError
 from hie.hl7 import HL7Message
@@ -19,6 +19,9 @@ from hie.hosts.process import BusinessProcess
 from hie.rules.dtl import TransformRegistry
 from hie.rules.loader import LookupTables, load_lookup_tables, load_rules, load_transform
 from hie.rules.model import RuleDefinition, rules_from_data
+
+if TYPE_CHECKING:
+    from hie.production import Item, Production
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,82 @@ class RoutingSettings(ItemSettings):
     allow_partial: bool = False
 
 
+Compiled = tuple[RuleDefinition | None, TransformRegistry, LookupTables | None]
+
+
+def compile_routing(settings: RoutingSettings, production: Production, item: str) -> Compiled:
+    """Rules, transforms and lookup tables of a router, with relative paths taken from the
+    production file's folder; ``ConfigError`` naming every target or transform that is missing.
+    """
+    registry = TransformRegistry()
+
+    def add(path: Path) -> None:
+        transform = load_transform(path, allow_partial=settings.allow_partial)
+        transform.registry = registry
+        registry.add(transform)
+
+    for path in settings.transforms:
+        add(production.resolve(path))
+    tables = [production.resolve(p) for p in settings.lookup_tables]
+    lookup = load_lookup_tables(tables) if tables else None
+    if settings.rules is None:
+        return None, registry, lookup
+    if isinstance(settings.rules, dict):
+        rules = rules_from_data(settings.rules, source=f"item {item} rules")
+    else:
+        rules = load_rules(_rule_file(str(settings.rules), production))
+    items = {i.name for i in production.items}
+    problems = [
+        f"target {t!r} is not an item of the production" for t in sorted(rules.targets() - items)
+    ]
+    for name in sorted(rules.transforms() - set(registry)):
+        # An IRIS production names DTL classes: take them from files exported beside it.
+        found = find_class_file(name, production)
+        if found is not None:
+            add(found)
+    absent = sorted(rules.transforms() - set(registry))
+    problems += [f"transform {t!r} is not loaded (add it to transforms)" for t in absent]
+    if problems:
+        raise ConfigError(f"item {item!r} rules: " + "; ".join(problems))
+    return rules, registry, lookup
+
+
+def find_class_file(class_name: str, production: Production) -> Path | None:
+    """An exported IRIS class (``Name.cls``/``.xml``, or ``*__Name.cls``) near the production.
+
+    Looked for in the production file's folder, its parent, and the folders beside it
+    (``../rules``, ``../dtl``, ...), which is how an IRIS export is usually laid out.
+    """
+    if production.source is None:
+        return None
+    here = Path(production.source).resolve().parent
+    beside = sorted(p for p in here.parent.iterdir() if p.is_dir() and p != here)
+    folders = [here, here.parent, *beside]
+    for folder in folders:
+        for suffix in (".cls", ".xml"):
+            for candidate in (
+                folder / f"{class_name}{suffix}",
+                *folder.glob(f"*__{class_name}{suffix}"),
+            ):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def _rule_file(rules: str, production: Production) -> Path:
+    """The file of a router's ``rules``: a path, or an IRIS rule class exported near it."""
+    path = production.resolve(rules)
+    if path.exists() or path.suffix.lower() in (".yaml", ".yml", ".json", ".cls", ".xml"):
+        return path
+    found = find_class_file(rules, production)
+    if found is None:
+        raise ConfigError(
+            f"rules {rules!r}: no such file, and no exported IRIS class {rules}.cls beside the "
+            "production; export the rule class there or set rules: to its file"
+        )
+    return found
+
+
 class RoutingEngine(BusinessProcess):
     """Send each request to the targets its rules choose (every target when it has none)."""
 
@@ -45,34 +124,22 @@ class RoutingEngine(BusinessProcess):
     transform_registry: TransformRegistry
     lookup: LookupTables | None = None
 
-    def on_init(self) -> None:
-        """Compile rules, transforms and tables once; check every target and transform exists."""
-        settings: RoutingSettings = self.settings  # type: ignore[assignment]
-        self.transform_registry = TransformRegistry()
-        for path in settings.transforms:
-            transform = load_transform(path, allow_partial=settings.allow_partial)
-            transform.registry = self.transform_registry
-            self.transform_registry.add(transform)
-        self.lookup = load_lookup_tables(settings.lookup_tables) if settings.lookup_tables else None
-        if settings.rules is None:
-            return
-        if isinstance(settings.rules, dict):
-            rules = rules_from_data(settings.rules, source=f"item {self.item_name} rules")
-        else:
-            rules = load_rules(Path(str(settings.rules)))
-        self._check(rules)
-        self.rule_definition = rules
+    @classmethod
+    def check_item(cls, item: Item, production: Production) -> list[str]:
+        """Load-time check: rules, transforms and tables compile, and name known items."""
+        try:
+            settings = cls.Settings.model_validate(item.settings)
+            compile_routing(settings, production, item.name)  # type: ignore[arg-type]
+        except (ConfigError, OSError, ValueError) as exc:
+            return [str(exc)]
+        return []
 
-    def _check(self, rules: RuleDefinition) -> None:
-        items = {item.name for item in getattr(self.production, "items", [])}
-        problems = []
-        if items:
-            missing = sorted(rules.targets() - items)
-            problems += [f"target {t!r} is not an item of the production" for t in missing]
-        absent = sorted(rules.transforms() - set(self.transform_registry))
-        problems += [f"transform {t!r} is not loaded (add it to transforms)" for t in absent]
-        if problems:
-            raise ConfigError(f"item {self.item_name!r} rules: " + "; ".join(problems))
+    def on_init(self) -> None:
+        """Compile rules, transforms and tables once per worker process."""
+        settings: RoutingSettings = self.settings  # type: ignore[assignment]
+        self.rule_definition, self.transform_registry, self.lookup = compile_routing(
+            settings, self.production, self.item_name
+        )
 
     def on_request(self, request: Any) -> Any:
         """Route the request; the router itself has no reply."""

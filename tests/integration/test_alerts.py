@@ -88,7 +88,7 @@ def test_suspensions_raise_one_mail_per_grace_period_with_the_held_count(
         body = text_of(mail)
         assert (
             "MSA-1 'AE'" in body
-            and str(sent[0].message_id) in body
+            and any(str(e.message_id) in body for e in sent)  # whichever was recorded first
             and "oncall@example.org" in mail["To"]
         )
         wait_for(

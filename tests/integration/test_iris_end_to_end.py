@@ -30,6 +30,8 @@ from hie.adapters.mllp import BlockingMLLPClient
 from hie.commands.messages import format_trace
 from hie.config.iris import load_iris_production
 from hie.config.loader import load_production
+from hie.production import Production
+from hie.errors import ProductionError
 from hie.hl7 import HL7Message, ack_code
 from hie.rules.dtl import load_dtl
 from hie.rules.iris_rules import load_iris_rules
@@ -112,9 +114,20 @@ def import_sample(samples: Path, out: Path) -> dict[str, Any]:
 def retarget(data: dict[str, Any], folder: Path, port: int) -> dict[str, str]:
     """Move the imported production's files and ports into ``folder``; item -> output folder.
 
-    Adds the MLLP source and registers the transforms the rule names (import-iris leaves the
-    router's ``transforms`` empty). Nothing else is changed.
+    Adds the MLLP source, and a stand-in for the ORM transform the rule names but the samples do
+    not have. Routers whose rule classes are not in the samples (``ABC_Router``, ``Ens.Alert``)
+    could not start, and loading refuses them: they are left out, with the targets naming them.
+    Nothing else is changed.
     """
+    missing = {
+        item["name"]
+        for item in data["items"]
+        if isinstance(item.get("settings", {}).get("rules"), str)
+        and not item["settings"]["rules"].endswith(".yaml")
+    }
+    data["items"] = [item for item in data["items"] if item["name"] not in missing]
+    for item in data["items"]:
+        item["targets"] = [t for t in item.get("targets", []) if t not in missing]
     outputs: dict[str, str] = {}
     for item in data["items"]:
         settings = item.setdefault("settings", {})
@@ -125,6 +138,7 @@ def retarget(data: dict[str, Any], folder: Path, port: int) -> dict[str, str]:
             settings["file_path"] = outputs[item["name"]] = str(folder / "out" / item["name"])
         elif item["name"] == "XYZ_Router":
             assert settings["rules"] == RULE_FILE, "the router names the converted rule file"
+            assert settings["transforms"] == [ADT_TRANSFORM], "the converted DTL is registered"
             stand_in = folder / "transforms" / f"{ORM_TRANSFORM}.yaml"
             stand_in.write_text(
                 yaml.safe_dump({"kind": "transform", "name": ORM_TRANSFORM, "actions": []})
@@ -223,8 +237,8 @@ def test_imported_ensdemo_routes_each_message_by_its_rule_and_transform(
     port, outputs = run_imported(harness, samples)
 
     for control_id, (message, rule, targets) in MESSAGES.items():
-        # When each message is sent over MLLP to the XYZ source (one at a time: the imported
-        # file names are IRIS patterns HIE writes literally, so each message overwrites the last)
+        # When each message is sent over MLLP to the XYZ source (its IRIS file name pattern
+        # %H%M_Other_%F.txt becomes one file per message: %F is the control id here)
         send_all(port, [message])
         root = routed(harness, control_id)
         text = format_trace(root)
@@ -238,8 +252,13 @@ def test_imported_ensdemo_routes_each_message_by_its_rule_and_transform(
         # ... and it reached exactly those targets
         assert delivered(root) == targets, text
         files = {op: written(outputs[op]) for op in OPERATIONS}
-        out = files[targets[0]]
-        assert [m.control_id for m in out] == [control_id], files
+        out = [m for m in files[targets[0]] if m.control_id == control_id]
+        assert len(out) == 1, files
+        assert all(
+            control_id not in {m.control_id for m in files[op]}
+            for op in OPERATIONS
+            if op not in targets
+        ), files
         original = HL7Message(message)
         if rule == "#3":
             # transformed as the DTL says
@@ -290,15 +309,22 @@ def test_a_message_no_rule_matches_reaches_no_operation(harness: Harness, sample
 def test_import_iris_output_routes_like_the_cls_it_came_from(samples: Path, tmp_path: Path) -> None:
     """The imported YAML loads back with the same items and routes as the ``.cls`` files.
 
-    A production loaded straight from the ``.cls`` cannot run its router: BusinessRuleName is
-    an IRIS class name (``rules: Demo.HL7.MsgRouter.XYZRoutingRule``), not a file, and a
-    mapping file maps names, not values. So its rule and DTL classes are loaded by hand here,
-    and both sides route the same messages.
+    Both are read as definitions here: as they are, neither can start, and loading says why
+    (the samples hold no ABC or alert rule class, and no ORM transform).
     """
     iris = samples / "iris"
     data = import_sample(samples, tmp_path)
-    imported = load_production(tmp_path / "Demo.HL7.MsgRouter.Production.yaml")
+    written = tmp_path / "Demo.HL7.MsgRouter.Production.yaml"
+    imported = Production.model_validate(yaml.safe_load(written.read_text()))
     direct = load_iris_production(iris / PRODUCTION, strict=False)
+    with pytest.raises(ProductionError) as refused:
+        load_production(written)
+    assert sorted(p.item for p in refused.value.problems) == [
+        "ABC_Router",
+        "Ens.Alert",
+        "XYZ_Router",
+    ]
+    assert "ORMLastNameTransform" in str(refused.value)
 
     def shape(production: Any) -> list[tuple[str, str, list[str], bool, int]]:
         return [(i.name, i.class_name, i.targets, i.fifo, i.pool_size) for i in production.items]

@@ -145,7 +145,7 @@ def test_synthetic_production_maps_items_settings_targets_and_fifo(
     file_op = production.item("ADT_File")
     assert file_op.class_name == "HL7FileOperation" and file_op.enabled is False
     assert file_op.settings["file_path"] == "/data/out"
-    assert file_op.settings["filename"] == "%f_%Q.hl7"
+    assert file_op.settings["filename"] == "{control_id}_{timestamp}.hl7"  # from %f_%Q
     assert (file_op.pool_size, file_op.fifo) == (4, False)
 
     alert = reports["Ens.Alert"]
@@ -271,9 +271,26 @@ def test_validate_json_on_iris_file_has_a_per_item_migration_report(tmp_path: Pa
     assert migration_report(path)["items"] == report["items"]
 
 
+RULE = """Class Test.ADTRoutingRule Extends Ens.Rule.Definition
+{
+XData RuleDefinition [ XMLNamespace = "http://www.intersystems.com/rule" ]
+{
+<ruleDefinition alias="" context="EnsLib.HL7.MsgRouter.RoutingEngine" production="">
+<ruleSet name="" effectiveBegin="" effectiveEnd="">
+<rule name="all" disabled="false"><when condition="1"><send transform="" target="ADT_Out"></send>
+</when></rule>
+</ruleSet>
+</ruleDefinition>
+}
+}
+"""
+
+
 def test_import_iris_writes_yaml_that_loads_back_the_same(tmp_path: Path) -> None:
     path = tmp_path / "Test.Production.cls"
     path.write_text(_cls(), encoding="utf-8")
+    # The router's rule class, exported beside the production as IRIS users do.
+    (tmp_path / "Test.ADTRoutingRule.cls").write_text(RULE, encoding="utf-8")
     out = tmp_path / "out"
     assert main(["import-iris", str(path), "-o", str(out)]) == 1  # the custom item is unmapped
     assert not (out / "Test.HL7_Production.yaml").exists()

@@ -92,3 +92,47 @@ def test_bad_yaml_names_the_file_and_line(tmp_path: Path) -> None:
         load_production(path)
     assert caught.value.problems[0].line is not None
     assert str(path) in str(caught.value)
+
+
+RULES = """\
+kind: rules
+rule_sets:
+  - rules:
+      - name: adt
+        when:
+          - condition: HL7.{MSH:9.1} = "ADT"
+            actions:
+              - {type: send, target: Out}
+"""
+
+
+def test_router_rules_are_checked_at_load_relative_to_the_production(tmp_path: Path) -> None:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "adt.yaml").write_text(RULES)
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "name: R\nitems:\n"
+        "  - {name: Router, class: HL7RoutingEngine, settings: {rules: rules/adt.yaml}}\n"
+        "  - {name: Out, class: FileOperation, settings: {file_path: /tmp}}\n"
+    )
+    os_cwd = Path.cwd()
+    try:
+        import os
+
+        os.chdir(elsewhere)  # a relative rules path starts at the production's folder, not here
+        assert load_production(good).item("Router").settings["rules"] == "rules/adt.yaml"
+    finally:
+        os.chdir(os_cwd)
+    # A rules file that is missing, or that names an item the production lacks, fails at load.
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(good.read_text().replace("rules/adt.yaml", "rules/nope.yaml"))
+    with pytest.raises(ProductionError) as caught:
+        load_production(missing)
+    (problem,) = caught.value.problems
+    assert problem.item == "Router" and problem.line == 3 and "nope.yaml" in problem.message
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(good.read_text().replace("name: Out", "name: Elsewhere"))
+    with pytest.raises(ProductionError, match="target 'Out' is not an item"):
+        load_production(unknown)
