@@ -291,9 +291,13 @@ def test_trace_shows_every_hop_and_resend_delivers_again_in_the_session(
         with BlockingMLLPClient("127.0.0.1", port) as client:
             assert ack_code(HL7Message(client.send(adt(1, "T")))) == "AA"
         wait_for(lambda: len(peer.received) == 1, 30, "delivery")
-        inbound = wait_for(lambda: store_harness.store.find(control_id="T00001", source="In"), 10, "in")
+        inbound = wait_for(
+            lambda: store_harness.store.find(control_id="T00001", source="In"), 10, "in"
+        )
         out = wait_for(
-            lambda: [m for m in store_harness.store.find(target="Out") if m.status == Status.COMPLETED],
+            lambda: [
+                m for m in store_harness.store.find(target="Out") if m.status == Status.COMPLETED
+            ],
             30,
             "Out completed",
         )[0]
@@ -303,10 +307,18 @@ def test_trace_shows_every_hop_and_resend_delivers_again_in_the_session(
         assert "In -> Router  [completed]" in text and "Router -> Out  [completed]" in text
         assert "ack=AA" in text and "took=" in text and "ack_received" in text
         # When the operation's message is resent
-        copy = resend(store_harness.store, store_harness.dispatcher, store_harness.store.load(out.message_id), None)
+        copy = resend(
+            store_harness.store,
+            store_harness.dispatcher,
+            store_harness.store.load(out.message_id),
+            None,
+        )
         wait_for(lambda: len(peer.received) == 2, 30, "the resent message at the peer")
         new = wait_for(
-            lambda: (hd := store_harness.store.header(copy.message_id)).status == Status.COMPLETED and hd,
+            lambda: (
+                (hd := store_harness.store.header(copy.message_id)).status == Status.COMPLETED
+                and hd
+            ),
             30,
             "resent completed",
         )

@@ -15,23 +15,40 @@ from tests.integration.harness import Harness, free_port, wait_for
 pytestmark = pytest.mark.integration
 
 
-def adt(n: int, *, accept: str = "", app: str = "", charset: str = "", name: str = "DOE^JANE") -> str:
-    return "\r".join([
-        f"MSH|^~\\&|SEND|FAC|RECV|FAC|20260101120000||ADT^A01^ADT_A01|CTRL{n:05d}|P|2.5.1"
-        f"|||{accept}|{app}||{charset}",
-        "EVN|A01|20260101120000",
-        f"PID|1||{5000 + n}^^^HOSP^MR||{name}||19800101|F",
-    ]) + "\r"
+def adt(
+    n: int, *, accept: str = "", app: str = "", charset: str = "", name: str = "DOE^JANE"
+) -> str:
+    return (
+        "\r".join(
+            [
+                f"MSH|^~\\&|SEND|FAC|RECV|FAC|20260101120000||ADT^A01^ADT_A01|CTRL{n:05d}|P|2.5.1"
+                f"|||{accept}|{app}||{charset}",
+                "EVN|A01|20260101120000",
+                f"PID|1||{5000 + n}^^^HOSP^MR||{name}||19800101|F",
+            ]
+        )
+        + "\r"
+    )
 
 
 def _gateway(h: Harness, **settings: Any) -> int:
     port = free_port()
-    h.write([
-        {"name": "ADT.In", "class": "HL7TCPService", "targets": ["ADT.Op"],
-         "settings": {"port": port, **settings}},
-        {"name": "ADT.Op", "class": "tests.hosts:RecordingOperation", "pool": "threads",
-         "pool_size": 2},
-    ])
+    h.write(
+        [
+            {
+                "name": "ADT.In",
+                "class": "HL7TCPService",
+                "targets": ["ADT.Op"],
+                "settings": {"port": port, **settings},
+            },
+            {
+                "name": "ADT.Op",
+                "class": "tests.hosts:RecordingOperation",
+                "pool": "threads",
+                "pool_size": 2,
+            },
+        ]
+    )
     h.start_worker("ADT.Op")
     h.start_gateway(port)
     return port
@@ -46,8 +63,11 @@ def test_message_is_stored_queued_delivered_and_acked_aa(harness: Harness) -> No
     assert acks[0].get("MSH-9") == "ACK^A01^ACK" and acks[0].get("MSH-3") == "RECV"
     stored = harness.store.find(source="ADT.In", limit=100)
     assert sorted(h.control_id for h in stored) == [f"CTRL{n:05d}" for n in range(20)]
-    wait_for(lambda: all(harness.store.header(h.message_id).status == Status.COMPLETED
-                         for h in stored), 30, "all twenty delivered")
+    wait_for(
+        lambda: all(harness.store.header(h.message_id).status == Status.COMPLETED for h in stored),
+        30,
+        "all twenty delivered",
+    )
     events = [e.event for e in harness.store.events(stored[0].message_id)]
     assert events.index("received") < events.index("ack_sent")
 
@@ -102,6 +122,8 @@ def test_charsets_round_trip_names_with_accents(harness: Harness) -> None:
         ack_latin = client.send(latin.encode("latin-1"))
         ack_utf8 = client.send(utf8.encode("utf-8"))
     assert ack_code(ack_latin) == "AA" and ack_code(ack_utf8) == "AA"
-    bodies = {h.control_id: harness.store.load(h.message_id).body
-              for h in harness.store.find(source="ADT.In")}
+    bodies = {
+        h.control_id: harness.store.load(h.message_id).body
+        for h in harness.store.find(source="ADT.In")
+    }
     assert "MÜLLER^JOSÉ" in bodies["CTRL00001"] and "ÇELİK^ŞÜKRÜ" in bodies["CTRL00002"]

@@ -86,7 +86,7 @@ def test_missing_things_return_the_default(adt: HL7Message) -> None:
 
 def test_bad_paths_are_refused(adt: HL7Message) -> None:
     for path in ("PID", "PID-0", "PID-3.x", "P-3", "PID-3(0)", "PID-3..1"):
-        with pytest.raises(ValueError, match="HL7 path|start at 1"):
+        with pytest.raises(ValueError, match=r"HL7 path|start at 1"):
             adt.get(path)
     with pytest.raises(ValueError, match="get_all"):
         adt.get("OBX(*)-5")
