@@ -21,6 +21,7 @@ from hie.settings import Settings
 from hie.store import GroupCommitter, MessageStore
 from hie.tasks.register import make_dispatcher
 from mllp_gateway.health import HealthServer
+from mllp_gateway.loop_lag import LoopLag
 from mllp_gateway.publisher import Publisher
 from mllp_gateway.server import GatewayServer
 
@@ -114,6 +115,8 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        lag = LoopLag()
+        lag.start()
         await self.start()
         ports = ", ".join(f"{n}:{s.port}" for n, s in self.servers.items())
         metrics = f"; metrics on port {self.health.port}" if self.health else ""
@@ -123,6 +126,9 @@ class Gateway:
             flush=True,
         )
         await stop.wait()
+        lag.stop()
+        # Printed at every stop: publishing and storing run off the loop, and this shows it.
+        print(f"gateway for {self.production.name}: {lag.summary()}", flush=True)
         await self.stop()
 
 

@@ -18,7 +18,6 @@ import ipaddress
 import logging
 import ssl
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ from hie.errors import HIEError, MLLPFramingError
 from hie.hl7 import HL7Message, build_ack, build_nak_for_unreadable, python_codec, sniff_charset
 from hie.hosts.hl7_service import HL7TCPService, HL7TCPServiceSettings
 from hie.messages import BODY_TEXT, Envelope
+from mllp_gateway.ack_log import AckLog
 from mllp_gateway.acks import AckPlan, plan_acks, wait_for_session
 
 if TYPE_CHECKING:
@@ -73,8 +73,8 @@ class GatewayServer:
         self._networks = [
             ipaddress.ip_network(n, strict=False) for n in self.settings.allowed_clients
         ]
-        # Store writes after the ACK (ACK events) run here, in order, off the event loop.
-        self._after = ThreadPoolExecutor(1, thread_name_prefix=f"ack-log:{service.item_name}")
+        # ACK records are written after the ACK, in batches, off the event loop.
+        self._ack_log = AckLog(store, service.item_name)
 
     @property
     def port(self) -> int:
@@ -109,7 +109,7 @@ class GatewayServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        self._after.shutdown(wait=True)
+        self._ack_log.close()
 
     # -- connections ----------------------------------------------------------------------------
     def _allowed(self, peer: tuple[str, int] | None) -> bool:
@@ -259,15 +259,7 @@ class GatewayServer:
         return replies
 
     def _log_ack(self, envelope: Envelope, code: str, text: str | None) -> None:
-        self._after.submit(self._safe_set_ack, envelope, code, text)
-
-    def _safe_set_ack(self, envelope: Envelope, code: str, text: str | None) -> None:
-        try:
-            self.store.set_ack(
-                envelope.message_id, code, text, event="ack_sent", item=self.service.item_name
-            )
-        except HIEError as exc:
-            log.warning("cannot record the ACK of %s: %s", envelope.message_id, exc)
+        self._ack_log.record(envelope.message_id, code, text)
 
     async def _reject(self, payload: bytes, codec: str, reason: str) -> bytes:
         """Store what could not be read (status error) and answer AR with the reason."""

@@ -471,15 +471,38 @@ class MessageStore:
         item: str | None = None,
     ) -> None:
         """Record the ACK code (``AA``, ``AE``, ``CA``...) sent for, or received for, a message."""
-        mid = _id(message_id)
-        with self._write(f"record the ACK of message {mid}") as conn:
+        self.set_acks([(message_id, code, text)], event=event, item=item)
+
+    def set_acks(
+        self,
+        acks: Sequence[tuple[str | UUID, str, str | None]],
+        *,
+        event: str = "ack_sent",
+        item: str | None = None,
+    ) -> None:
+        """Record many ``(message_id, code, text)`` ACKs in one transaction (a gateway's batch)."""
+        if not acks:
+            return
+        rows: list[dict[str, Any]] = [
+            {"mid": _id(m), "code": code, "text": text} for m, code, text in acks
+        ]
+        with self._write(f"record {len(rows)} ACK(s)") as conn:
             conn.execute(
                 update(MESSAGES)
-                .where(MESSAGES.c.message_id == mid)
-                .values(ack_code=code, ack_text=text, updated_at=_now())
+                .where(MESSAGES.c.message_id == bindparam("mid"))
+                .values(ack_code=bindparam("code"), ack_text=bindparam("text"), updated_at=_now()),
+                rows,
             )
-            detail = code if text is None else f"{code} {text}"
-            self._insert_events(conn, [NewEvent(mid, event, item=item, detail=detail)])
+            events = [
+                NewEvent(
+                    r["mid"],
+                    event,
+                    item=item,
+                    detail=r["code"] if r["text"] is None else f"{r['code']} {r['text']}",
+                )
+                for r in rows
+            ]
+            self._insert_events(conn, events)
 
     def mark_possible_duplicate(
         self, message_id: str | UUID, detail: str | None = None, *, item: str | None = None
