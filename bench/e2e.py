@@ -671,12 +671,13 @@ def main() -> None:
     )
     p.add_argument("--queue-limit", type=int, default=200, help="max_queue_depth of each item")
     p.add_argument("--scaling", type=int, default=2, help="router-alone rounds (0: skip)")
-    p.add_argument("--scaling-messages", type=int, default=3000)
+    p.add_argument("--scaling-messages", type=int, default=1000)
     p.add_argument("--drain-timeout", type=float, default=60.0)
     p.add_argument("--profile", action="store_true", help="py-spy profiles into var/bench/")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
     args = p.parse_args()
-    print(f"machine: {parts.machine()}\nargs: {vars(args)}", flush=True)
+    print(f"machine: {parts.machine()}; load average {os.getloadavg()}", flush=True)
+    print(f"args: {vars(args)}", flush=True)
     bench = Bench(args)
     runs: list[Measurement] = []
     scaling: dict[int, list[float]] = {1: [], 2: []}
@@ -712,6 +713,8 @@ def main() -> None:
         result = report(runs, scaling)
         result["runs"] = [r.summary() for r in runs]
         result["machine"], result["args"] = parts.machine(), vars(args)
+        result["loadavg_at_end"] = os.getloadavg()
+        print(f"load average at the end: {os.getloadavg()}")
         VAR.mkdir(parents=True, exist_ok=True)
         out = VAR / f"e2e-{time.strftime('%Y%m%d-%H%M%S')}.json"
         out.write_text(json.dumps(result, indent=2, default=str))

@@ -417,7 +417,8 @@ def main() -> int:
     p.add_argument("--only", default=",".join(DRILLS), help=f"comma-separated: {DRILLS}")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
     args = p.parse_args()
-    print(f"machine: {parts.machine()}\nargs: {vars(args)}", flush=True)
+    print(f"machine: {parts.machine()}; load average {os.getloadavg()}", flush=True)
+    print(f"args: {vars(args)}", flush=True)
     rig = Rig(args)
     results: list[DrillResult] = []
     extra: dict[str, Any] = {}
