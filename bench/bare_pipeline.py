@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+from typing import Any
 
 from celery import Celery
 
@@ -38,14 +39,15 @@ def _limit() -> int:
     return int(os.environ.get("BENCH_LIMIT", "0"))
 
 
-@app.task(name="bench.b3.hop1")  # type: ignore[misc]
-def hop1(body: str) -> None:
+@app.task(name="bench.b3.hop1", bind=True)  # type: ignore[misc]
+def hop1(self: Any, body: str) -> None:
     """Forward to hop2 (waiting for room in its queue, as HIE's router does)."""
     _, q2 = queues()
     if _limit():
         _depths.wait_for_room(q2, _limit())
         _depths.added(q2)
-    hop2.apply_async((body,), queue=q2)
+    # Known task ids, so the bench can delete this run's results from a shared Redis.
+    hop2.apply_async((body,), queue=q2, task_id=f"{self.request.id}-2")
 
 
 def _connection() -> socket.socket:

@@ -351,7 +351,8 @@ def _b3pub(args: argparse.Namespace) -> LoadResult:
             control = f"{args.prefix}{n:07d}"
             body = message(control, args.mix, rng).decode()
             at = time.time()
-            hop1.apply_async((body,), queue=q1, producer=producer)
+            task_id = f"{os.environ.get('BENCH_B3', 'b3')}-{control}"
+            hop1.apply_async((body,), queue=q1, producer=producer, task_id=task_id)
             result.records.append((control, at, time.time(), "PUB"))
             n += 1
     return result
