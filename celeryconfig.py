@@ -52,7 +52,9 @@ def build(settings: Settings) -> dict[str, Any]:
         "result_expires": 24 * 3600,
         "result_extended": False,
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # No task-sent events: they double the broker writes of every publish; workers still
+        # report received/started/succeeded, which is what Flower shows per item.
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "enable_utc": True,

@@ -151,8 +151,17 @@ class Host:
             child = self._child(target, msg, priority, **{"hie-await": "async"})
             call.pending.append(child)
             return child
-        child = self._child(target, msg, priority)
-        self.dispatcher.send(child)
+        return self._send_child(self._child(target, msg, priority))
+
+    def _send_child(self, child: Envelope) -> Envelope:
+        """Send ``child`` fire-and-forget: through the hop's outbox inside a task, else now."""
+        call = current_call.get()
+        if call is not None and call.in_task and call.phase in ("request", "message"):
+            # Saved in the same transaction as this hop's completion and published right after
+            # it: a worker that dies mid-hop leaves neither a half-sent set nor a duplicate.
+            call.outbox.append(self.dispatcher.prepare(child))
+        else:
+            self.dispatcher.send(child)
         return child
 
     def send_request_sync(
@@ -204,6 +213,21 @@ class Host:
     def send_deferred_response(self, token: str, reply: object) -> None:
         """Answer a request deferred with ``defer_response()``."""
         self.dispatcher.answer(token, reply, source=self.item_name)
+
+    def record_event(self, event: str, detail: str) -> None:
+        """Add an event to the trail of the message in hand (written with its completion)."""
+        call = current_call.get()
+        if call is not None and call.in_task:
+            call.events.append((event, detail))
+            return
+        store = (
+            self._dispatcher.tracker.store
+            if self._dispatcher and self._dispatcher.tracker
+            else None
+        )
+        envelope = self.current
+        if store is not None and envelope is not None:
+            store.record_event(envelope.message_id, event, item=self.item_name, detail=detail)
 
     def send_to_targets(self, msg: object, priority: int | None = None) -> list[Envelope]:
         """Send ``msg`` to every configured target, fire-and-forget."""

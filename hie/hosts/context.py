@@ -21,6 +21,12 @@ class CallContext:
     pending: list[Envelope] = field(default_factory=list)
     #: Set by ``defer_response()``: the reply will be sent later under this token.
     deferred_token: str | None = None
+    #: Fire-and-forget sends of a task: saved with the hop's completion, published after it.
+    outbox: list[Envelope] = field(default_factory=list)
+    #: Events about the message in hand (``event``, ``detail``), written with its completion.
+    events: list[tuple[str, str]] = field(default_factory=list)
+    #: True inside a Celery task (HostTask), where the outbox is flushed at the end of the hop.
+    in_task: bool = False
 
 
 current_call: ContextVar[CallContext | None] = ContextVar("hie_current_call", default=None)

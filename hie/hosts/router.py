@@ -156,20 +156,14 @@ class RoutingEngine(BusinessProcess):
             out: Any = msg.copy()
             for name in send.transforms:
                 out = self.transform_registry[name].apply(out)
-            child = self._child(send.target, out, None, **{"hie-rule": send.rule})
-            self.dispatcher.send(child)
+            self._send_child(self._child(send.target, out, None, **{"hie-rule": send.rule}))
         detail = ", ".join(f"{s.rule} -> {s.target}" for s in sends) or "no rule matched"
         self._record(detail)
         return None
 
     def _record(self, detail: str) -> None:
-        log.info("item %s routing: %s", self.item_name, detail)
-        tracker = getattr(self._dispatcher, "tracker", None)
-        store = getattr(tracker, "store", None)
-        record = getattr(store, "record_event", None)
-        current = self.current
-        if record is not None and current is not None:
-            record(current.message_id, "rule", item=self.item_name, detail=detail)
+        log.debug("item %s routing: %s", self.item_name, detail)
+        self.record_event("rule", detail)
 
 
 class HL7RoutingEngine(RoutingEngine):

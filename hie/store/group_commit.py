@@ -139,15 +139,13 @@ class GroupCommitter:
             if first is _STOP:
                 return
             batch = [first]
+            # No waiting for company when nobody else is there: what arrives while this batch
+            # commits forms the next one, so batches grow with load and a lone message is
+            # committed at once. ``max_delay`` only bounds how long a batch keeps filling.
             deadline = time.monotonic() + self.max_delay
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
+            while len(batch) < self.max_batch and time.monotonic() < deadline:
                 try:
-                    item = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else self._queue.get_nowait()
-                    )
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:

@@ -277,28 +277,32 @@ class MessageStore:
         prepared = [_prepare(r if isinstance(r, SaveRequest) else SaveRequest(r)) for r in requests]
         if not prepared:
             return
+        with self._write(f"save {len(prepared)} message(s)") as conn:
+            self._save_in(conn, prepared)
+
+    def _save_in(self, conn: Connection, prepared: list[_Prepared]) -> None:
+        """Insert prepared messages, their bodies and their first events, in ``conn``."""
         now = _now()
         pid = os.getpid()
-        with self._write(f"save {len(prepared)} message(s)") as conn:
-            body_ids = self._body_ids(conn, prepared)
-            rows = [self._message_row(p, body_ids, now) for p in prepared]
-            conn.execute(_INSERT_MESSAGES, rows)
-            events = [
-                {
-                    "message_id": str(p.request.envelope.message_id),
-                    "session_id": str(p.request.envelope.session_id),
-                    "at": now,
-                    "event": p.request.event,
-                    "item": p.request.item,
-                    "pid": pid,
-                    "duration_ms": None,
-                    "detail": None,
-                }
-                for p in prepared
-                if p.request.event
-            ]
-            if events:
-                conn.execute(_INSERT_EVENTS, events)
+        body_ids = self._body_ids(conn, prepared)
+        rows = [self._message_row(p, body_ids, now) for p in prepared]
+        conn.execute(_INSERT_MESSAGES, rows)
+        events = [
+            {
+                "message_id": str(p.request.envelope.message_id),
+                "session_id": str(p.request.envelope.session_id),
+                "at": now,
+                "event": p.request.event,
+                "item": p.request.item,
+                "pid": pid,
+                "duration_ms": None,
+                "detail": None,
+            }
+            for p in prepared
+            if p.request.event
+        ]
+        if events:
+            conn.execute(_INSERT_EVENTS, events)
 
     @staticmethod
     def _message_row(
@@ -436,30 +440,82 @@ class MessageStore:
             StoreError: no such message.
         """
         mid, new = _id(message_id), Status(status)
+        with self._write(f"set message {mid} to {new}") as conn:
+            self._set_status_in(conn, mid, new, error, item, event, detail, duration_ms)
+
+    def _set_status_in(
+        self,
+        conn: Connection,
+        mid: str,
+        new: Status,
+        error: str | None,
+        item: str | None,
+        event: str | None,
+        detail: str | None,
+        duration_ms: float | None,
+    ) -> None:
         values: dict[str, Any] = {"status": str(new), "updated_at": _now()}
         if error is not None:
             values["error"] = error
         if new is Status.IN_PROGRESS:
             values["attempts"] = MESSAGES.c.attempts + 1
-        with self._write(f"set message {mid} to {new}") as conn:
-            session_id = conn.execute(
-                update(MESSAGES)
-                .where(MESSAGES.c.message_id == mid)
-                .values(values)
-                .returning(MESSAGES.c.session_id)
-            ).scalar_one_or_none()
-            if session_id is None:
-                raise StoreError(f"cannot set message {mid} to {new}: it is not in the store")
-            event_row = NewEvent(
-                mid,
-                event or STATUS_EVENTS[new],
-                item=item,
-                detail=detail if detail is not None else error,
-                duration_ms=duration_ms,
-                session_id=session_id,
-                at=values["updated_at"],
+        session_id = conn.execute(
+            update(MESSAGES)
+            .where(MESSAGES.c.message_id == mid)
+            .values(values)
+            .returning(MESSAGES.c.session_id)
+        ).scalar_one_or_none()
+        if session_id is None:
+            raise StoreError(f"cannot set message {mid} to {new}: it is not in the store")
+        event_row = NewEvent(
+            mid,
+            event or STATUS_EVENTS[new],
+            item=item,
+            detail=detail if detail is not None else error,
+            duration_ms=duration_ms,
+            session_id=session_id,
+            at=values["updated_at"],
+        )
+        self._insert_events(conn, [event_row])
+
+    def complete_hop(
+        self,
+        message_id: str | UUID,
+        item: str,
+        *,
+        duration_ms: float | None = None,
+        children: Sequence[Envelope] = (),
+        reply: Envelope | None = None,
+        events: Sequence[NewEvent] = (),
+    ) -> None:
+        """One item finished a message: all of it in ONE transaction.
+
+        The messages it sends on (``children``, saved as queued), its ``reply`` (completed), any
+        extra ``events``, the message's own status (completed) and the delivery record
+        (``message_id`` + ``item``) commit together. So a worker killed before the commit leaves
+        nothing half done (the message runs again, and what it sent was never published), and
+        one killed after it never repeats the hop.
+        """
+        mid = _id(message_id)
+        prepared = [
+            _prepare(SaveRequest(c, Status.QUEUED, event="queued", item=c.target)) for c in children
+        ]
+        if reply is not None:
+            prepared.append(
+                _prepare(SaveRequest(reply, Status.COMPLETED, event="reply", item=item))
             )
-            self._insert_events(conn, [event_row])
+        with self._write(f"complete message {mid} at {item}") as conn:
+            if prepared:
+                self._save_in(conn, prepared)
+            if events:
+                self._insert_events(conn, list(events))
+            self._set_status_in(
+                conn, mid, Status.COMPLETED, None, item, "completed", None, duration_ms
+            )
+            row = {"message_id": mid, "target": item, "completed_at": _now()}
+            dialect = self.url.get_backend_name()
+            ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(DELIVERIES)
+            conn.execute(ins.on_conflict_do_nothing(), row)
 
     def set_ack(
         self,

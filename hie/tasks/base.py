@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Task
 
-from hie.errors import Fail, Retry, SkipMessage, Suspend
+from hie.errors import Fail, Retry, SkipMessage, StoreError, Suspend
 from hie.flow import CircuitBreaker, Throttle
 from hie.hooks import HookChain
 from hie.hosts.context import CallContext, current_call
@@ -176,11 +176,25 @@ class HostTask(Task):  # type: ignore[misc]
             except Retry as exc:
                 delay, error = exc.delay, exc
             except Exception as exc:
-                if not self.runtime.host.retry_on_error:
+                if not self.runtime.host.retry_on_error and not _transient(exc):
                     return self._fail(envelope, exc, started)
                 delay, error = None, exc
             else:
-                return self._finish(envelope, call, reply, started)
+                try:
+                    return self._finish(envelope, call, reply, started)
+                except StoreError as exc:
+                    # The hop's record could not be written: nothing of it was sent yet (the
+                    # outbox publishes after the commit), so running it again is safe.
+                    log.warning(
+                        "cannot record message %s at %s: %s", envelope.message_id, item, exc
+                    )
+                    raise self.retry(
+                        args=(wire,),
+                        kwargs={"first_attempt": first_attempt},
+                        countdown=self.runtime.host.settings.retry_interval,
+                        max_retries=None,
+                        exc=exc,
+                    ) from exc
             outcome = self._after_failure(
                 envelope, wire, first_attempt, error, started, delay, resuming
             )
@@ -197,7 +211,9 @@ class HostTask(Task):  # type: ignore[misc]
             runtime.throttle.wait()
         host = runtime.host
         call = CallContext(
-            envelope=envelope, phase="request" if isinstance(host, BusinessProcess) else "message"
+            envelope=envelope,
+            phase="request" if isinstance(host, BusinessProcess) else "message",
+            in_task=True,
         )
         token = current_call.set(call)
         try:
@@ -297,15 +313,37 @@ class HostTask(Task):  # type: ignore[misc]
         if call.pending:
             token = self.runtime.dispatcher.send_with_responses(item, envelope, call.pending)
             if self.tracker:
-                self.tracker.completed(envelope, item, None, ms)
+                self.tracker.completed(envelope, item, None, ms, events=call.events)
+            self._flush(call)
             return deferred_marker(token)
         reply_env = envelope.reply(reply, source=item) if reply is not None else None
         if self.tracker:
-            self.tracker.completed(envelope, item, reply_env, ms)
-            self.tracker.delivered(envelope, item)
+            self.tracker.completed(
+                envelope, item, reply_env, ms, children=call.outbox, events=call.events
+            )
+        self._flush(call)
         if call.deferred_token is not None:
             return deferred_marker(call.deferred_token)
         return reply_env.to_wire() if reply_env is not None else None
+
+    def _flush(self, call: CallContext) -> None:
+        """Publish the hop's fire-and-forget sends, now that they are stored.
+
+        A publish that fails here loses nothing: the message is stored as queued, and the
+        recovery sweeper publishes it again.
+        """
+        dispatcher = self.runtime.dispatcher
+        for child in call.outbox:
+            try:
+                dispatcher.wait_for_room(child)
+                if self.tracker and self.tracker.store is not None:
+                    dispatcher.publish(child)
+                else:
+                    dispatcher.send(child)  # no store: nothing was saved, send as usual
+            except Exception as exc:  # the sweeper re-publishes it
+                log.error(
+                    "cannot publish message %s to %s now: %r", child.message_id, child.target, exc
+                )
 
     def _retry(
         self,
@@ -440,6 +478,15 @@ def _to_wire_value(value: Any, request: Envelope, item: str) -> Any:
     if value is None:
         return None
     return request.reply(value, source=item).to_wire()
+
+
+def _transient(exc: BaseException) -> bool:
+    """Broker or store trouble: worth retrying in any item, not a fault of the message."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    return isinstance(exc, OperationalError | RedisConnectionError | RedisTimeoutError | StoreError)
 
 
 def _describe(exc: BaseException) -> str:

@@ -40,18 +40,38 @@ class Tracker:
                 detail=f"attempt {attempt + 1}",
             )
 
-    def completed(self, envelope: Envelope, item: str, reply: Envelope | None, ms: float) -> None:
-        """The host handled the message; its reply (if any) is stored in the same session."""
+    def completed(
+        self,
+        envelope: Envelope,
+        item: str,
+        reply: Envelope | None,
+        ms: float,
+        *,
+        children: list[Envelope] | None = None,
+        events: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """The host handled the message: its status, reply, what it sends on and the delivery
+        record, in one transaction (see ``MessageStore.complete_hop``)."""
         if self.store is None:
             return
-        if reply is not None:
-            self.store.save(reply, status="completed", item=item, event="reply")
-        self.store.set_status(
+        from hie.store import NewEvent
+
+        self.store.complete_hop(
             envelope.message_id,
-            "completed",
-            item=item,
-            event="completed",
+            item,
             duration_ms=ms,
+            children=children or [],
+            reply=reply,
+            events=[
+                NewEvent(
+                    str(envelope.message_id),
+                    e,
+                    item=item,
+                    detail=d,
+                    session_id=str(envelope.session_id),
+                )
+                for e, d in events or []
+            ],
         )
 
     def failed(self, envelope: Envelope, item: str, error: str, ms: float, *, final: bool) -> None:
