@@ -654,6 +654,24 @@ class MessageStore:
             )
             return bool(conn.execute(query).scalar())
 
+    def hop_state(self, message_id: str | UUID, target: str) -> tuple[bool, Status | None]:
+        """In one read: whether ``target`` already completed the message, and its status
+        (None when the message is not stored). What a worker checks before it starts a hop."""
+        mid = _id(message_id)
+        delivered = (
+            select(func.count())
+            .select_from(DELIVERIES)
+            .where(DELIVERIES.c.message_id == mid, DELIVERIES.c.target == target)
+            .scalar_subquery()
+        )
+        with self._read(f"read the state of {mid}") as conn:
+            row = conn.execute(
+                select(MESSAGES.c.status, delivered).where(MESSAGES.c.message_id == mid)
+            ).one_or_none()
+            if row is None:
+                return bool(conn.execute(select(delivered)).scalar()), None
+        return bool(row[1]), Status(row[0])
+
     # -- searching -------------------------------------------------------------------------------
 
     def find(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from hie.errors import StoreError
 
 if TYPE_CHECKING:
     from hie.messages import Envelope
@@ -125,13 +124,10 @@ class Tracker:
         """
         if self.store is None:
             return None
-        if self.store.is_delivered(envelope.message_id, item):
+        delivered, status = self.store.hop_state(envelope.message_id, item)
+        if delivered:
             return "already completed"
-        try:
-            status = str(self.store.header(envelope.message_id).status)
-        except StoreError:
-            return None  # not recorded (e.g. sent by a process with no store): nothing to check
-        if status in ("suspended", "discarded"):
+        if status is not None and str(status) in ("suspended", "discarded"):
             return f"it is {status}"
         return None
 

@@ -184,3 +184,15 @@ def test_field_matching_never_raises_on_any_text(raw: str, value: str) -> None:
     field_matches(raw, "MSH-9", value)
     msh_type_and_control_id(raw)
     msh_type_and_control_id("MSH" + raw)
+
+
+def test_hop_state_reads_delivery_and_status_in_one_call(tmp_path: Path) -> None:
+    store = MessageStore(f"sqlite:///{tmp_path / 'hop.db'}")
+    store.migrate()
+    envelope = Envelope.wrap("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|X1|P|2.5\r", target="Op")
+    assert store.hop_state(envelope.message_id, "Op") == (False, None)
+    store.save(envelope)
+    assert store.hop_state(envelope.message_id, "Op") == (False, Status.QUEUED)
+    store.complete_hop(envelope.message_id, "Op", duration_ms=1.0)
+    assert store.hop_state(envelope.message_id, "Op") == (True, Status.COMPLETED)
+    assert store.hop_state(envelope.message_id, "Other") == (False, Status.COMPLETED)
