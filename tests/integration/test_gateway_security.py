@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -136,7 +135,10 @@ def test_only_allowed_client_addresses_may_connect(harness: Harness) -> None:
 
 def test_connections_beyond_the_limit_are_closed(harness: Harness) -> None:
     port = _gateway(harness, max_connections=2)
-    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    # Two connections, each proven to be served (an ACK came back), so the gateway counts them.
+    held = [BlockingMLLPClient("127.0.0.1", port, response_timeout=5) for _ in range(2)]
+    for n, client in enumerate(held):
+        assert ack_code(client.send(ADT.replace(b"|S1|", f"|H{n}|".encode()))) == "AA"
     try:
         with BlockingMLLPClient("127.0.0.1", port, response_timeout=5) as first:
             # The two held connections are open: a third one is refused ...
@@ -154,5 +156,5 @@ def test_connections_beyond_the_limit_are_closed(harness: Harness) -> None:
 
         wait_for(served, 10, "a connection to be served again")
     finally:
-        for sock in held:
-            sock.close()
+        for client in held:
+            client.close()
