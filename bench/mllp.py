@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from parts import free_port, wait_port  # noqa: E402  (bench/parts.py, shared by the benches)
 
 ADT = (
     "MSH|^~\\&|BENCH|HOSP|HIE|HOSP|20260101120000||ADT^A01^ADT_A01|{n}|P|2.5.1\r"
@@ -43,23 +45,6 @@ ADT = (
 CANNED_ACK = (
     b"\x0bMSH|^~\\&|HIE|HOSP|BENCH|HOSP|20260101120000||ACK^A01^ACK|1|P|2.5.1\rMSA|AA|1\r\x1c\r"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on port {port}")
 
 
 # -- roles run as their own processes -------------------------------------------------------------
