@@ -166,7 +166,8 @@ def test_status_kill_disable_enable_restart_update_and_metrics(harness: Harness)
 
 def test_stop_during_a_run_loses_nothing_and_the_rest_runs_at_next_start(harness: Harness) -> None:
     h = harness
-    h.write(items(free_port(), delay=0.01))
+    # The operation takes 50 ms a message on one thread (20/s): a stop lands mid-run.
+    h.write(items(free_port(), op_size=1, delay=0.05))
     with running(h):
         # Given 500 messages queued for the router while the production runs.
         for n in range(500):
