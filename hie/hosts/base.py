@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from hie.errors import ConfigError, RequestError, SelfRequestError
-from hie.hosts.context import CallContext, current_call
+from hie.hosts.context import current_call
 from hie.messages import Envelope
 
 if TYPE_CHECKING:
@@ -239,6 +239,3 @@ class Host:
     def _dispatch(self, envelope: Envelope) -> Any:
         """Run the host's per-message hook for ``envelope``; implemented by each kind."""
         raise NotImplementedError(f"{type(self).__name__} does not handle messages")
-
-    def _call_context(self, envelope: Envelope | None, phase: str) -> CallContext:
-        return CallContext(envelope=envelope, phase=phase)  # type: ignore[arg-type]

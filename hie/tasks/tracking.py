@@ -135,8 +135,3 @@ class Tracker:
         """Flag a message that may already have reached its peer (a redelivered task)."""
         if self.store is not None:
             self.store.mark_possible_duplicate(envelope.message_id, detail, item=item)
-
-    def delivered(self, envelope: Envelope, item: str) -> None:
-        """Remember that ``item`` completed this message, so a redelivery does not repeat it."""
-        if self.store is not None:
-            self.store.mark_delivered(envelope.message_id, item)
