@@ -51,9 +51,12 @@ def build(settings: Settings) -> dict[str, Any]:
         "task_create_missing_queues": True,
         "result_expires": 24 * 3600,
         "result_extended": False,
-        "worker_send_task_events": True,
-        # No task-sent events: they double the broker writes of every publish; workers still
-        # report received/started/succeeded, which is what Flower shows per item.
+        # Results are kept only for what a caller waits on (the outbox asks per task).
+        "task_ignore_result": True,
+        # Task events cost a broker write per task state: off unless HIE_TASK_EVENTS is set or
+        # Flower asks the workers for them (it does so itself while it runs). No task-sent
+        # events ever: they double the broker writes of every publish.
+        "worker_send_task_events": settings.task_events,
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,

@@ -6,13 +6,17 @@ run's keys are touched and deleted) and a fresh store (a SQLite file; ``--databa
 PostgreSQL: a new database per run, dropped at the end). Interleaved with it, in the same run:
 
 * B1: a bare asyncio MLLP server answering a canned ACK;
-* B2: B1 plus one durable write before the ACK (insert + commit, WAL, synchronous NORMAL);
-* B3: a bare Celery pipeline of the same hop count (``bench/bare_pipeline.py``).
+* B2: B1 plus one durable write before the ACK, as durable as HIE's (insert + commit, WAL,
+  synchronous FULL; or PostgreSQL);
+* B3: the lean bare Celery pipeline of the same hop count (``bench/bare_pipeline.py``: one
+  message per task, no results kept, no events, one priority level).
 
-Each system is measured at full speed ("max": senders go as fast as ACKs come) and paced at
-half of HIE's max rate ("half": the same offered load for every system), ``--rounds`` times;
-medians are reported. Then the router alone with 1 and 2 worker processes (``--scaling``), and
-with ``--profile`` one more HIE run under py-spy, one profile per process group in var/bench/.
+Each system is measured at full speed ("max": senders go as fast as ACKs come), paced at half of
+HIE's max rate ("half": the same offered load for every system), and HIE and B3 at
+``--low-rate`` messages/s ("low": does batching add latency when there is nothing to batch?),
+``--rounds`` times, alternating; medians are reported. Then the router alone with 1 and 2 worker
+processes (``--scaling``), and with ``--profile`` one more HIE run under py-spy, one profile per
+process group in var/bench/.
 
     .venv/bin/python bench/e2e.py [--connections 4] [--duration 20] [--rounds 3] [--mix]
         [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test] [--profile]
@@ -254,9 +258,9 @@ class Bench:
                 "2",
                 "-n",
                 f"{hop}.{self.b3}@%h",
-                "-E",
                 "--without-gossip",
                 "--without-mingle",
+                "--without-heartbeat",
                 "--loglevel",
                 "INFO",
             ]
@@ -414,7 +418,7 @@ class Bench:
 
 def router_scaling(bench: Bench, size: int, count: int) -> float:
     """Router alone with ``size`` processes: its rate draining ``count`` queued messages."""
-    from hie.flow import QueueDepth
+    from hie.store import MessageStore
 
     name = f"scale{bench.tag}s{size}{uuid.uuid4().hex[:3]}"
     port = parts.free_port()
@@ -444,12 +448,14 @@ def router_scaling(bench: Bench, size: int, count: int) -> float:
     )
     load.wait(300)
     worker = bench.spawn([*HIE, "worker", str(path), "Router"], f"{name}-router")
-    depths = QueueDepth(bench.args.broker_url)
-    queue = f"hie.{name}.Out"
+    # Messages the router sent on, counted in the store (tasks on the broker carry several);
+    # earlier scaling runs share the store and the item name, so count from what is there now.
+    store = MessageStore(bench.database_url)
+    before = store.waiting(["Out"])["Out"]
     marks: dict[float, float] = {}
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
-        depth = depths.read(queue)
+        depth = store.waiting(["Out"])["Out"] - before
         for q in (0.1, 0.9):
             if q not in marks and depth >= q * count:
                 marks[q] = time.monotonic()
@@ -459,6 +465,7 @@ def router_scaling(bench: Bench, size: int, count: int) -> float:
     for proc in (worker, gateway):
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
+    store.dispose()
     if len(marks) < 2:
         return float("nan")
     return 0.8 * count / (marks[0.9] - marks[0.1])
@@ -600,7 +607,7 @@ def report(runs: list[Measurement], scaling: dict[int, list[float]]) -> dict[str
         f"{'ACK p50':>8} {'ACK p99':>8} {'e2e p50':>8} {'e2e p99':>8}  (ms; medians)"
     )
     for system in ("HIE", "B3", "B2", "B1"):
-        for mode in ("max", "half"):
+        for mode in ("max", "half", "low"):
             sel = [r for r in runs if r.system == system and r.mode == mode]
             if not sel:
                 continue
@@ -647,6 +654,8 @@ def _ratios(table: dict[str, dict[str, Any]], scaling: dict[int, list[float]]) -
         "HIE ACK p99 at half load (ms)": get("HIE half", "ack_p99_ms"),
         "e2e p99 HIE/B3 at half load": get("HIE half", "e2e_p99_ms") / get("B3 half", "e2e_p99_ms"),
         "e2e p99 HIE/B3 at max": get("HIE max", "e2e_p99_ms") / get("B3 max", "e2e_p99_ms"),
+        "HIE e2e p50 at the low rate (ms)": get("HIE low", "e2e_p50_ms"),
+        "B3 e2e p50 at the low rate (ms)": get("B3 low", "e2e_p50_ms"),
     }
     if scaling.get(1) and scaling.get(2):
         one, two = statistics.median(scaling[1]), statistics.median(scaling[2])
@@ -663,6 +672,7 @@ def main() -> None:
     p.add_argument("--duration", type=float, default=20.0, help="seconds measured per HIE/B3 run")
     p.add_argument("--baseline-duration", type=float, default=10.0, help="... per B1/B2 run")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    p.add_argument("--low-rate", type=float, default=10.0, help="messages/s of the low mode")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--mix", action="store_true", help="70/25/5 ADT / ORU / large ORU (~200 KB)")
     p.add_argument("--database-url", help="PostgreSQL URL; a new database is made per run")
@@ -687,10 +697,13 @@ def main() -> None:
         bench.start_baselines()
         print(f"set up in {time.monotonic() - started:.0f} s; tmp {bench.tmp}", flush=True)
         half = 0.0
+        rates = {"max": 0.0, "low": args.low_rate}
         for rnd in range(args.rounds):
-            for mode in ("max", "half"):
+            for mode in ("max", "half", "low"):
                 for system in ("HIE", "B3", "B2", "B1"):
-                    m = bench.measure(system, mode, rnd, half if mode == "half" else 0.0)
+                    if mode == "low" and system in ("B1", "B2"):
+                        continue
+                    m = bench.measure(system, mode, rnd, rates.get(mode, half))
                     runs.append(m)
                     s = m.summary()
                     print(

@@ -336,20 +336,24 @@ def peer_down(rig: Rig, seconds: float = 10.0) -> Callable[[], None]:
 
 
 def overload(rig: Rig) -> tuple[DrillResult, dict[str, Any]]:
-    """Max throughput (15 s), then 2x that offered for 60 s: goodput, queue depth, memory."""
-    from hie.flow import QueueDepth
+    """Max throughput (15 s), then 2x that offered for 60 s: goodput, queue depth, memory.
+
+    Queue depth is counted in messages waiting for each item (the store's count, what
+    backpressure compares with ``max_queue_depth``), not in tasks on the broker.
+    """
+    from hie.store import MessageStore
 
     maxrun = drill(rig, "max-throughput", [], rate=100_000, seconds=15)
     max_rate = maxrun.delivery_rate
-    depths = QueueDepth(rig.broker)
+    store = MessageStore(f"sqlite:///{rig.tmp / 'hie.db'}")
     peaks: dict[str, float] = {}
     deepest = {"Router": 0, "Out": 0}
     delivered_before = len(parts.read_sink_log(rig.sink_log))
     samples: list[tuple[float, int]] = []
 
     def sample() -> None:
-        for item in deepest:
-            deepest[item] = max(deepest[item], depths.read(f"hie.{rig.name}.{item}"))
+        for item, waiting in store.waiting(list(deepest)).items():
+            deepest[item] = max(deepest[item], waiting)
         for unit, mb in rig.memory().items():
             peaks[unit] = max(peaks.get(unit, 0.0), mb)
         samples.append((time.monotonic(), len(parts.read_sink_log(rig.sink_log))))

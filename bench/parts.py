@@ -155,7 +155,8 @@ def read_sink_log(path: Path, prefix: str = "") -> dict[str, list[float]]:
 class DurableWriter:
     """B2's one durable write: insert + commit, from one writer thread, batching what queued up.
 
-    SQLite with the store's settings (WAL, synchronous NORMAL), or PostgreSQL.
+    The same durability as the write that gates HIE's ACK: SQLite in WAL mode with
+    synchronous=FULL (the log synced at every commit), or PostgreSQL (commits durable).
     """
 
     def __init__(self, url: str) -> None:
@@ -167,7 +168,7 @@ class DurableWriter:
         if self.url.startswith("sqlite:///"):
             conn = sqlite3.connect(self.url.removeprefix("sqlite:///"), isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("CREATE TABLE IF NOT EXISTS b2 (id TEXT PRIMARY KEY, at REAL, body BLOB)")
             return conn
         import psycopg2
@@ -328,11 +329,9 @@ async def _load(args: argparse.Namespace) -> LoadResult:
 
 
 def _b3pub(args: argparse.Namespace) -> LoadResult:
-    from bench.bare_pipeline import app, hop1, queues
-    from hie.flow import QueueDepth
+    from bench.bare_pipeline import app, hop1, queues, wait_for_room
 
     q1, _ = queues()
-    depths = QueueDepth(app.conf.broker_url)
     rng = random.Random(7)
     result = LoadResult(started=time.time())
     deadline = time.monotonic() + args.duration
@@ -345,14 +344,11 @@ def _b3pub(args: argparse.Namespace) -> LoadResult:
                 next_at = max(next_at + interval, time.monotonic() - 1.0)
                 if (wait := next_at - time.monotonic()) > 0:
                     time.sleep(wait)
-            if args.limit:
-                depths.wait_for_room(q1, args.limit)
-                depths.added(q1)
+            wait_for_room(q1, args.limit)
             control = f"{args.prefix}{n:07d}"
             body = message(control, args.mix, rng).decode()
             at = time.time()
-            task_id = f"{os.environ.get('BENCH_B3', 'b3')}-{control}"
-            hop1.apply_async((body,), queue=q1, producer=producer, task_id=task_id)
+            hop1.apply_async((body,), queue=q1, producer=producer)
             result.records.append((control, at, time.time(), "PUB"))
             n += 1
     return result

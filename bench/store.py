@@ -4,6 +4,10 @@ Each case saves the same 1.3 KB ADT (unique MSH-10) and waits for every save to 
 the MLLP gateway does before it ACKs. "clients" are threads that each save one message at a
 time, like gateway connections waiting for their ACK.
 
+Then what the gateway's durability costs: the group commit on SQLite with ``synchronous=FULL``
+(every commit synced: what gates an ACK, ``MessageStore(durable=True)``) against ``NORMAL``
+(synced at checkpoints), alternating, 3 rounds, medians of the save rate and of one save's latency.
+
 Run: .venv/bin/python bench/store.py [messages-per-case] [clients]
 PostgreSQL: HIE_TEST_POSTGRES_URL, default postgresql+psycopg2://postgres@127.0.0.1:5432/test
 (a throwaway schema is created and dropped); skipped when it does not answer.
@@ -53,6 +57,39 @@ def run_clients(batch: list[Envelope], clients: int, save: Callable[[Envelope], 
     return time.perf_counter() - started
 
 
+def durability(folder: Path, n: int, clients: int, rounds: int = 3) -> None:
+    """Group commit on SQLite, synchronous FULL against NORMAL (see the module docstring)."""
+    import statistics
+
+    figures: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+    for rnd in range(rounds):
+        for durable in (False, True):
+            store = MessageStore(f"sqlite:///{folder / f'dur{rnd}{durable}.db'}", durable=durable)
+            store.migrate()
+            latencies: list[float] = []
+
+            def save(e: Envelope, c: GroupCommitter, out: list[float] = latencies) -> None:
+                started = time.perf_counter()
+                c.submit(e).result()
+                out.append(time.perf_counter() - started)
+
+            with GroupCommitter(store) as committer:
+                rate = n / run_clients(envelopes(n), clients, lambda e, c=committer: save(e, c))
+            store.dispose()
+            latencies.sort()
+            p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+            figures[durable].append((rate, p50 * 1000, p99 * 1000))
+    for durable, runs in figures.items():
+        rate = statistics.median(r[0] for r in runs)
+        p50 = statistics.median(r[1] for r in runs)
+        p99 = statistics.median(r[2] for r in runs)
+        name = "FULL" if durable else "NORMAL"
+        print(
+            f"sqlite     synchronous={name:6s} {clients:2d} clients  {rate:8.0f} saves/s, "
+            f"one save p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+        )
+
+
 def measure(name: str, url: str, n: int, clients: int) -> None:
     store = MessageStore(url, pool_size=clients, max_overflow=clients)
     store.migrate()
@@ -99,6 +136,8 @@ def main() -> None:
     clients = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     with tempfile.TemporaryDirectory() as tmp:
         measure("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}", n, clients)
+        for c in (1, 4, clients):
+            durability(Path(tmp), n, c)
     with postgres_schema() as url:
         if url:
             measure("postgres", url, n, clients)

@@ -136,7 +136,7 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
     from celery import signals
 
     from hie.celery_app import create_app
-    from hie.tasks.ordering import partition_of, partition_queue
+    from hie.tasks.ordering import partition_queue, resume_parked
     from hie.tasks.register import install_lifecycle, make_dispatcher, register_production
     from hie.tasks.routing import queue_name
 
@@ -150,20 +150,16 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
         pool, size = "solo", 1
     node = f"{item.name}@{production.name}.%h"
     if args.partition is not None:
-        queue = partition_queue(queue, args.partition)
-        node = f"{item.name}.p{args.partition}@{production.name}.%h"
-        runtime = runtimes[item.name]
+        partition, hold, item_queue = args.partition, runtimes[item.name].hold, queue
+        node = f"{item.name}.p{partition}@{production.name}.%h"
 
         def resume_held(**_: Any) -> None:
             # Keys parked before a restart: pick them up again (their messages are in Redis).
-            hold = runtime.hold
-            for key in hold.held_keys() if hold is not None else []:
-                if partition_of(key, item.partitions) == args.partition:
-                    app.signature(
-                        f"{queue_name(production.name, item.name)}.resume", args=(key,), queue=queue
-                    ).apply_async()
+            if hold is not None:
+                resume_parked(app, hold, item_queue, item.partitions, partition)
 
         signals.worker_ready.connect(resume_held, weak=False)
+        queue = partition_queue(queue, partition)
     install_lifecycle(
         runtimes, pool=pool, run_dir=settings.home / "run" / production.name / item.name
     )
@@ -179,10 +175,11 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
         node,
         "--loglevel",
         settings.log_level,
-        "-E",
         "--without-gossip",
         "--without-mingle",
     ]
+    if settings.task_events:
+        argv.append("-E")  # else task events start when Flower asks the workers for them
     app.worker_main(argv)
 
 
@@ -193,7 +190,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
     production = _production(args.file)
     ensure_broker(settings)
-    run_gateway(production, settings)
+    run_gateway(production, settings, args.process)
     return 0
 
 
@@ -240,6 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("gateway", help="run the inbound services of a production")
     p.add_argument("file")
+    p.add_argument(
+        "--process",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run gateway process K of the items with `processes` > K (the manager does this)",
+    )
     p.set_defaults(func=cmd_gateway)
 
     p = sub.add_parser("demo", help="set up and run the demo production")

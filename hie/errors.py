@@ -14,6 +14,7 @@
     |   +-- RequestTimeoutError     no reply within the caller's timeout
     |   +-- SelfRequestError        a synchronous request to the caller's own item
     +-- StoreError                  the message store cannot save or load
+    +-- PublishError                stored, but the broker did not take it (recovery will)
 
 ``SkipMessage``, ``Retry``, ``Suspend`` and ``Fail`` are control flow raised by hosts and hooks,
 not errors.
@@ -110,6 +111,10 @@ class SelfRequestError(RequestError):
 
 class StoreError(HIEError):
     """The message store cannot save or load."""
+
+
+class PublishError(HIEError):
+    """A message was stored but the broker did not take it; the recovery sweeper publishes it."""
 
 
 class SkipMessage(Exception):

@@ -1,13 +1,13 @@
-"""Flow control: queue depths for backpressure, and a circuit breaker for outbound peers.
+"""Flow control: tasks waiting on the broker, and a circuit breaker and throttle for peers.
 
-Queue depth is read from the broker itself (Redis: the lengths of a queue's priority lists;
-RabbitMQ: a passive declare), cached for a fraction of a second so a busy sender asks the broker
-a few times a second, not once per message.
+``QueueDepth`` reads how many tasks wait in a queue from the broker itself (Redis: the lengths of
+a queue's priority lists; RabbitMQ: a passive declare). A task may carry several messages, so
+backpressure counts messages instead (``hie.outbox.Backpressure``); this is for whoever needs
+to know whether anything is still on the broker (the recovery sweeper, status, metrics).
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from dataclasses import dataclass, field
@@ -67,38 +67,10 @@ class QueueDepth:
         return value
 
     def added(self, queue: str, count: int = 1) -> None:
-        """Count messages this process just queued into the cached depth.
-
-        Without it, a sender going faster than the cache refreshes would overshoot the limit by
-        what it sent in one cache period; with it the cached value can only overestimate.
-        """
+        """Count tasks this process just queued into the cached depth (until the next read)."""
         cached = self._cache.get(queue)
         if cached is not None:
             self._cache[queue] = (cached[0], cached[1] + count)
-
-    def wait_for_room(self, queue: str, limit: int, *, timeout: float | None = None) -> bool:
-        """Block until ``queue`` holds fewer than ``limit`` messages; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.01
-        while self.depth(queue) >= limit:
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(delay)
-            delay = min(delay * 2, self.ttl)
-        return True
-
-    async def wait_for_room_async(
-        self, queue: str, limit: int, *, timeout: float | None = None
-    ) -> bool:
-        """``wait_for_room`` for asyncio: broker reads run in a thread; never blocks the loop."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.01
-        while await asyncio.to_thread(self.depth, queue) >= limit:
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.ttl)
-        return True
 
 
 @dataclass

@@ -237,9 +237,21 @@ class Supervisor:
         ]
         out += [self._worker_unit(n) for n in sorted(workers, key=lambda n: _ORDER[self.kind(n)])]
         if self._gateway_needed():
-            argv = [*self._cli(), "gateway", str(self.file)]
-            out.append(Unit(GATEWAY, GATEWAY, argv, logs / "gateway.log"))
+            for k in range(self._gateway_processes()):
+                argv = [*self._cli(), "gateway", str(self.file)]
+                name = GATEWAY if k == 0 else f"{GATEWAY}.{k}"
+                if k:
+                    argv += ["--process", str(k)]
+                out.append(Unit(name, GATEWAY, argv, logs / f"{name}.log"))
         return out
+
+    def _gateway_processes(self) -> int:
+        """How many gateway processes run: the most ``processes`` of an enabled service."""
+        counts = [1]
+        for item in self.production.items:
+            if self.kind(item.name) == "service" and self.enabled(item.name):
+                counts.append(int(item.settings.get("processes", 1)))
+        return max(counts)
 
     def _env(self, unit: Unit) -> dict[str, str]:
         env = dict(os.environ)
@@ -362,23 +374,25 @@ class Supervisor:
 
     # -- run-time control -----------------------------------------------------------------------
     def _units_of(self, item: str) -> list[Unit]:
-        """The unit running ``item``: its worker, or the gateway for a service."""
+        """The units running ``item``: its worker, or the gateway processes for a service."""
         self.production.item(item)  # raises ConfigError naming the unknown item
-        name = GATEWAY if self.kind(item) == "service" else item
-        return [self.units[name]] if name in self.units else []
+        if self.kind(item) == "service":
+            return self._gateways()
+        return [self.units[item]] if item in self.units else []
+
+    def _gateways(self) -> list[Unit]:
+        return [u for u in self.units.values() if u.kind == GATEWAY]
 
     def _set_enabled(self, item: str, value: bool) -> None:
         self.overrides[item] = value
         save_state(self.settings, self.name, self.overrides)
 
     def _reconcile_gateway(self, restart: bool) -> None:
-        """Start, stop or restart the gateway so it matches the enabled services."""
-        running = self.units.get(GATEWAY)
-        if running is not None and (restart or not self._gateway_needed()):
-            self._stop_units([running])
-            running = None
-        if running is None and self._gateway_needed():
-            self._launch([u for u in self.plan() if u.kind == GATEWAY])
+        """Start, stop or restart the gateway processes so they match the enabled services."""
+        planned = {u.name: u for u in self.plan() if u.kind == GATEWAY}
+        stale = [u for u in self._gateways() if restart or u.name not in planned]
+        self._stop_units(stale)
+        self._launch([u for name, u in planned.items() if name not in self.units])
 
     def enable(self, item: str) -> None:
         """Enable ``item`` (persisted) and start it; its queued messages flow again."""

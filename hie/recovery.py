@@ -161,12 +161,11 @@ class RecoverySweeper:
         return cache[queue]
 
     def _queue_depth(self, queue: str) -> int:
+        """Tasks on the broker in ``queue`` (is anything still there to be delivered?)."""
         if self._depths is None:
-            self._depths = getattr(self.dispatcher, "depths", None)
-            if self._depths is None:
-                from hie.flow import QueueDepth
+            from hie.flow import QueueDepth
 
-                self._depths = QueueDepth(str(self.dispatcher.app.conf.broker_url))
+            self._depths = QueueDepth(str(self.dispatcher.app.conf.broker_url))
         return int(self._depths.read(queue))
 
     def _requeue(self, header: MessageHeader, depths: dict[str, int]) -> bool:
@@ -248,9 +247,7 @@ def build_sweeper(production: Production, settings: Settings, **options: Any) ->
 
     store = MessageStore(settings.database_url)
     store.migrate()
-    # StoreLike declares **fields where MessageStore has keyword-only arguments (see report).
-    tracked: Any = store
-    dispatcher = make_dispatcher(create_app(settings), production, settings, tracked)
+    dispatcher = make_dispatcher(create_app(settings), production, settings, store)
     return RecoverySweeper(store, dispatcher, production, **options)
 
 

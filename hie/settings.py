@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = 3600
     # Seconds any broker round trip may block before it fails (never block forever).
     broker_socket_timeout: float = 5.0
+    # Task events for every task from the start. Off: they cost the workers a broker write per
+    # task state; Flower turns them on itself (it asks the workers) while it watches.
+    task_events: bool = False
     # The gateway serves /metrics, /health/live and /health/ready here; unset: not served.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"

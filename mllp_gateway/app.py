@@ -1,8 +1,12 @@
 """Gateway: every inbound item of a production in one process.
 
 HL7TCPService items get an asyncio MLLP listener each (``GatewayServer``); polling services
-(files) run their adapter loops in threads (``ServiceRunner``). All share one store, one group
-committer and one publisher thread.
+(files) run their adapter loops in threads (``ServiceRunner``). All share one store and one group
+committer, whose thread stores and then publishes (through the outbox) what the listeners hand it.
+
+An item with ``processes: N`` is served by N gateway processes on the same port; process ``k``
+(``hie gateway FILE --process k``, started by the manager) runs the listeners of the items with
+more than ``k`` processes, and only process 0 runs the polling services and the metrics endpoint.
 """
 
 from __future__ import annotations
@@ -22,7 +26,6 @@ from hie.store import GroupCommitter, MessageStore
 from hie.tasks.register import make_dispatcher
 from mllp_gateway.health import HealthServer
 from mllp_gateway.loop_lag import LoopLag
-from mllp_gateway.publisher import Publisher
 from mllp_gateway.server import GatewayServer
 
 log = logging.getLogger(__name__)
@@ -34,34 +37,40 @@ class Gateway:
 
     production: Production
     settings: Settings
+    #: Which of an item's ``processes`` this is (0: the first, which also runs the rest).
+    process: int = 0
     servers: dict[str, GatewayServer] = field(default_factory=dict)
     health: HealthServer | None = None
 
     def __post_init__(self) -> None:
         overrides = load_state(self.settings, self.production.name)
         self.production = effective_production(self.production, overrides)
-        self.store = MessageStore(self.settings.database_url)
+        # The commit that gates an ACK is synced to disk (SQLite synchronous=FULL).
+        self.store = MessageStore(self.settings.database_url, durable=True)
         self.store.migrate()
         self.app = create_app(self.settings)
         self.dispatcher = make_dispatcher(self.app, self.production, self.settings, self.store)
-        self.committer = GroupCommitter(self.store)
-        self.publisher = Publisher(self.dispatcher)
+        self.committer = GroupCommitter(self.store, after_commit=self.dispatcher.outbox.publish)
         self.runner = ServiceRunner(self.production, self.dispatcher)
 
     async def start(self) -> None:
-        """Start every enabled inbound item."""
+        """Start every enabled inbound item this gateway process serves."""
         for item in self.production.items:
             host_class = self.production.host_class(item.name)
             if not item.enabled or not issubclass(host_class, HL7TCPService):
                 continue
             service = host_class(item, self.production, dispatcher=self.dispatcher)
+            if self.process >= service.settings.processes:  # type: ignore[attr-defined]
+                continue
             service.on_init()
             server = GatewayServer(
-                service, store=self.store, committer=self.committer, publisher=self.publisher
+                service, store=self.store, committer=self.committer, outbox=self.dispatcher.outbox
             )
             await server.start()
             service.on_start()
             self.servers[item.name] = server
+        if self.process > 0:
+            return
         self.runner.start()
         if self.settings.metrics_port is not None:
             self.health = self._health_server(self.settings.metrics_port)
@@ -97,7 +106,7 @@ class Gateway:
         return HealthServer(self.settings.metrics_host, port, registry, checks, before_scrape)
 
     async def stop(self) -> None:
-        """Stop accepting, finish what is in hand, flush the store and the publisher."""
+        """Stop accepting, finish what is in hand, flush the committer."""
         if self.health is not None:
             self.health.close()
         for server in self.servers.values():
@@ -105,7 +114,6 @@ class Gateway:
             server.service.on_stop()
             server.service.on_tear_down()
         self.runner.stop()
-        self.publisher.close()
         self.committer.close()
         self.store.dispose()
 
@@ -132,6 +140,6 @@ class Gateway:
         await self.stop()
 
 
-def run_gateway(production: Production, settings: Settings) -> None:
-    """Run the gateway of ``production`` in this process until signalled."""
-    asyncio.run(Gateway(production, settings).serve_until_signalled())
+def run_gateway(production: Production, settings: Settings, process: int = 0) -> None:
+    """Run gateway process ``process`` of ``production`` in this process until signalled."""
+    asyncio.run(Gateway(production, settings, process).serve_until_signalled())

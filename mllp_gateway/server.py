@@ -4,11 +4,17 @@ Per connection, messages are handled one after another in the order they arrived
 
 1. read one MLLP frame (oversize frames are skipped without holding them in memory: AR);
 2. decode it (item charset, else MSH-18, else the default) and read the MSH;
-3. give it ids and a session, one envelope per target, and commit them to the store (group
-   commit): **nothing is acknowledged before it is stored**;
-4. hand the envelopes to the publisher thread (the event loop never blocks on the broker);
-5. answer per ``ack_mode``. A malformed message is stored with status error and gets AR with an
-   ERR segment naming the problem.
+3. give it ids and a session, one envelope per target, wait for room in the targets' queues
+   (backpressure), and hand them to the group committer, whose thread commits them to the store
+   and then publishes them (packed with whatever else was committed with them, one broker round
+   trip): **nothing is acknowledged before it is stored and queued**, and the event loop never
+   blocks on the store or the broker;
+4. answer per ``ack_mode``; the ACK's own record rides along in the committer's next batch.
+   A malformed message is stored with status error and gets AR with an ERR segment naming the
+   problem.
+
+With ``processes: N`` on the item, N gateway processes listen on the same port (``SO_REUSEPORT``:
+the kernel spreads new connections over them), each with its own committer.
 """
 
 from __future__ import annotations
@@ -22,16 +28,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hie.adapters.mllp import Frame, MLLPFrameReader, MLLPTimeoutError, frame
-from hie.errors import HIEError, MLLPFramingError
+from hie.errors import HIEError, MLLPFramingError, PublishError
 from hie.hl7 import HL7Message, build_ack, build_nak_for_unreadable, python_codec, sniff_charset
 from hie.hosts.hl7_service import HL7TCPService, HL7TCPServiceSettings
 from hie.messages import BODY_TEXT, Envelope
-from mllp_gateway.ack_log import AckLog
+from hie.store import SaveRequest
 from mllp_gateway.acks import AckPlan, plan_acks, wait_for_session
 
 if TYPE_CHECKING:
+    from hie.outbox import Outbox
     from hie.store import GroupCommitter, MessageStore
-    from mllp_gateway.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +66,19 @@ class GatewayServer:
         *,
         store: MessageStore,
         committer: GroupCommitter,
-        publisher: Publisher,
+        outbox: Outbox,
     ) -> None:
         self.service = service
         self.settings: HL7TCPServiceSettings = service.settings  # type: ignore[assignment]
         self.store = store
         self.committer = committer
-        self.publisher = publisher
+        self.outbox = outbox
         self.stats = GatewayStats()
         self._server: asyncio.Server | None = None
         self._open = 0
         self._networks = [
             ipaddress.ip_network(n, strict=False) for n in self.settings.allowed_clients
         ]
-        # ACK records are written after the ACK, in batches, off the event loop.
-        self._ack_log = AckLog(store, service.item_name)
 
     @property
     def port(self) -> int:
@@ -101,6 +105,8 @@ class GatewayServer:
             self.settings.port,
             ssl=self._ssl_context(),
             limit=1 << 20,
+            # Several gateway processes on one port: the kernel spreads connections over them.
+            reuse_port=self.settings.processes > 1,
         )
         log.info("%s listening on %s:%s", self.service.item_name, self.settings.host, self.port)
 
@@ -109,7 +115,6 @@ class GatewayServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        self._ack_log.close()
 
     # -- connections ----------------------------------------------------------------------------
     def _allowed(self, peer: tuple[str, int] | None) -> bool:
@@ -171,13 +176,11 @@ class GatewayServer:
             code = "CE" if self.settings.use_commit_codes else "AE"
             reason = "a target queue is full; the message was not accepted, send it again later"
             return [build_ack(message, code, error=reason).encode(codec)]
+        saves = [SaveRequest(e, "queued", event="received", item=e.target) for e in envelopes]
         try:
-            await asyncio.gather(
-                *(
-                    self.committer.submit_async(e, status="queued", item=e.target, event="received")
-                    for e in envelopes
-                )
-            )
+            await self.committer.submit_many_async(saves)
+        except PublishError as exc:
+            return [await self._not_enqueued(message, envelopes, codec, exc)]
         except HIEError as exc:
             # Not stored, so not accepted: the sender keeps it and sends again.
             log.error(
@@ -185,11 +188,6 @@ class GatewayServer:
             )
             return [build_ack(message, "AE", error=f"message not stored: {exc}").encode(codec)]
         plan = plan_acks(message, self.settings.ack_mode, self.settings.use_commit_codes)
-        try:
-            if envelopes[0].target is not None:
-                await self.publisher.publish(envelopes)
-        except Exception as exc:
-            return [await self._not_enqueued(message, envelopes, codec, exc)]
         replies = await self._acks(message, envelopes[0], plan, codec)
         self.stats.acked += 1
         self.stats.ack_seconds.append(time.perf_counter() - started)
@@ -199,25 +197,20 @@ class GatewayServer:
 
     async def _room_for(self, envelopes: list[Envelope]) -> bool:
         """Backpressure: wait (block mode) or refuse (reject mode) while a target queue is full."""
-        dispatcher = self.publisher.dispatcher
-        depths = dispatcher.depths
-        if depths is None:
+        backpressure = self.outbox.backpressure
+        if not backpressure.limits(envelopes):
             return True
-        for envelope in envelopes:
-            if envelope.target is None:
-                continue
-            limit = dispatcher.production.item(envelope.target).max_queue_depth
-            if limit is None:
-                continue
-            queue = dispatcher.queue_for(envelope)
-            if self.settings.backpressure == "reject":
-                if await asyncio.to_thread(depths.depth, queue) >= limit:
-                    return False
-            elif not await depths.wait_for_room_async(
-                queue, limit, timeout=self.settings.backpressure_timeout
-            ):
+        if self.settings.backpressure == "reject":
+            full = backpressure.full_cached(envelopes)
+            if full is None:
+                full = await asyncio.to_thread(backpressure.full, envelopes)
+            if full:
                 return False
-            depths.added(queue)
+        elif not await backpressure.wait_for_room_async(
+            envelopes, timeout=self.settings.backpressure_timeout
+        ):
+            return False
+        backpressure.added(envelopes)
         return True
 
     def _codec(self, payload: bytes) -> str:
@@ -239,7 +232,7 @@ class GatewayServer:
             for t in self.service.targets[1:]
         ]
         # Ordering keys are set here, before the store, so every hop and the record agree.
-        return [self.publisher.dispatcher.prepare(e) for e in (first, *rest)]
+        return [self.outbox.prepare(e) for e in (first, *rest)]
 
     async def _acks(
         self, message: HL7Message, envelope: Envelope, plan: AckPlan, codec: str
@@ -259,7 +252,7 @@ class GatewayServer:
         return replies
 
     def _log_ack(self, envelope: Envelope, code: str, text: str | None) -> None:
-        self._ack_log.record(envelope.message_id, code, text)
+        self.committer.record_ack(envelope, code, text, item=self.service.item_name)
 
     async def _reject(self, payload: bytes, codec: str, reason: str) -> bytes:
         """Store what could not be read (status error) and answer AR with the reason."""
@@ -296,7 +289,7 @@ class GatewayServer:
     async def _not_enqueued(
         self, message: HL7Message, envelopes: list[Envelope], codec: str, exc: Exception
     ) -> bytes:
-        reason = f"message stored but not queued (broker unavailable: {exc})"
+        reason = f"message {exc}"
         self.stats.errors += 1
         for envelope in envelopes:
             # Mark it so recovery does not also send what the sender will send again.

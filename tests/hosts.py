@@ -231,3 +231,24 @@ class HookedOperation(BusinessOperation):
             self._retried.add(str(current.message_id))
             raise Retry("try again", delay=0.1)
         return Work(label=f"ok {request.label}")
+
+
+class TaskJournalOperation(BusinessOperation):
+    """Journals ``done:<label>:<task id>`` (or ``fail:...``): which task carried each message.
+
+    A ``Work`` label fails ``fail_times`` times in this process before it succeeds.
+    """
+
+    _failures: ClassVar[dict[str, int]] = {}
+
+    def on_message(self, request: Any) -> Any:
+        from celery import current_task
+
+        task_id = current_task.request.id if current_task else "?"
+        if self._failures.get(request.label, 0) < request.fail_times:
+            self._failures[request.label] = self._failures.get(request.label, 0) + 1
+            journal(self, f"fail:{request.label}:{task_id}")
+            raise RuntimeError(f"planned failure of {request.label}")
+        time.sleep(request.delay)
+        journal(self, f"done:{request.label}:{task_id}")
+        return None

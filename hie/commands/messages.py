@@ -252,8 +252,7 @@ def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: message {original.message_id} has no target; use --to", file=sys.stderr)
         return 1
     production = load_production(path)
-    tracked: Any = store  # StoreLike declares **fields; MessageStore is keyword-only
-    dispatcher = make_dispatcher(create_app(settings), production, settings, tracked)
+    dispatcher = make_dispatcher(create_app(settings), production, settings, store)
     copy = resend(store, dispatcher, original, args.to)
     if args.json:
         print(json.dumps({"message_id": str(copy.message_id), "target": copy.target}))

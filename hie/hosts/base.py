@@ -23,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hie.errors import ConfigError, RequestError, SelfRequestError
 from hie.hosts.context import current_call
+from hie.hosts.trail import Trail
 from hie.messages import Envelope
 
 if TYPE_CHECKING:
     from hie.production import Item, Production
+    from hie.store import MessageStore
     from hie.tasks.routing import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,9 @@ class ItemSettings(BaseModel):
     breaker_reset: float = Field(default=10.0, gt=0)
     #: Seconds between two messages of one worker process (IRIS ThrottleDelay; 0: none).
     throttle_delay: float = Field(default=0.0, ge=0)
+    #: Most messages one task of this item carries (processes and operations): messages sent
+    #: to it together travel in one task and are recorded in one transaction. 1 turns it off.
+    batch_size: int = Field(default=32, ge=1, le=500)
 
 
 class Host:
@@ -73,6 +78,8 @@ class Host:
         self.production = production
         self.settings = self.Settings.model_validate(item.settings)
         self._dispatcher = dispatcher
+        #: What this host records about the message in hand (events, ACKs, duplicate flags).
+        self.trail = Trail(self)
 
     @classmethod
     def check_item(cls, item: Item, production: Production) -> list[str]:
@@ -107,6 +114,11 @@ class Host:
     def targets(self) -> list[str]:
         """The item's configured targets."""
         return list(self.item.targets)
+
+    @property
+    def store(self) -> MessageStore | None:
+        """The message store of this process (None when the host is not attached to one)."""
+        return self._dispatcher.store if self._dispatcher is not None else None
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -215,19 +227,8 @@ class Host:
         self.dispatcher.answer(token, reply, source=self.item_name)
 
     def record_event(self, event: str, detail: str) -> None:
-        """Add an event to the trail of the message in hand (written with its completion)."""
-        call = current_call.get()
-        if call is not None and call.in_task:
-            call.events.append((event, detail))
-            return
-        store = (
-            self._dispatcher.tracker.store
-            if self._dispatcher and self._dispatcher.tracker
-            else None
-        )
-        envelope = self.current
-        if store is not None and envelope is not None:
-            store.record_event(envelope.message_id, event, item=self.item_name, detail=detail)
+        """Add an event to the trail of the message in hand (``self.trail.event``)."""
+        self.trail.event(event, detail)
 
     def send_to_targets(self, msg: object, priority: int | None = None) -> list[Envelope]:
         """Send ``msg`` to every configured target, fire-and-forget."""

@@ -23,8 +23,12 @@ class CallContext:
     deferred_token: str | None = None
     #: Fire-and-forget sends of a task: saved with the hop's completion, published after it.
     outbox: list[Envelope] = field(default_factory=list)
-    #: Events about the message in hand (``event``, ``detail``), written with its completion.
+    #: Events about the message in hand (``event``, ``detail``), written with its hop's record.
     events: list[tuple[str, str]] = field(default_factory=list)
+    #: The ACK an operation received for the message in hand (code, text), written likewise.
+    ack: tuple[str, str | None] | None = None
+    #: Why the message in hand may have reached its peer twice, written likewise.
+    possible_duplicate: str | None = None
     #: True inside a Celery task (HostTask), where the outbox is flushed at the end of the hop.
     in_task: bool = False
 

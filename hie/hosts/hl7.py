@@ -331,10 +331,7 @@ class HL7TCPOperation(BusinessOperation):
             if not str(exc).startswith("cannot connect"):
                 # The bytes may have reached the peer and only the ACK been lost: whatever
                 # happens next (retry, resend), the receiver may see this message twice.
-                self._store_call(
-                    "mark_possible_duplicate",
-                    detail=f"sent to {self.peer}, no ACK came back: {exc}",
-                )
+                self.trail.possible_duplicate(f"sent to {self.peer}, no ACK came back: {exc}")
             decision = self.actions.evaluate(Reply(error=str(exc)))
             if decision.action == "R" and decision.then == "F":
                 raise
@@ -361,13 +358,13 @@ class HL7TCPOperation(BusinessOperation):
             code, text = "", f"unreadable reply: {raw[:200]!r}"
         else:
             code, text = reply.msa1 or "", ack.get("MSA-3") or None
-        self._store_call("set_ack", code, text, event="ack_received")
+        self.trail.ack(code, text)
 
     def _apply(self, decision: Decision, msg: HL7Message) -> None:
         where = f"message {msg.control_id!r} to {self.peer}"
         for warning in decision.warnings:
             log.warning("%s %s: %s", self.item_name, where, warning)
-            self._store_call("record_event", "warning", detail=warning)
+            self.trail.event("warning", warning)
         reason = f"{where}: {decision.reason}"
         if decision.action == "C":
             return
@@ -386,21 +383,6 @@ class HL7TCPOperation(BusinessOperation):
             reason += "; disable (D) is not supported, the message was suspended instead"
             log.error("%s: %s", self.item_name, reason)
         raise Suspend(reason, after_retries=after_retries)
-
-    def _store_call(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Call a ``MessageStore`` method about the message in hand, if there is a store."""
-        envelope = self.current
-        tracker = self._dispatcher.tracker if self._dispatcher is not None else None
-        store = tracker.store if tracker is not None else None
-        if store is None or envelope is None:
-            return
-        try:
-            getattr(store, method)(envelope.message_id, *args, item=self.item_name, **kwargs)
-        except Exception:
-            # The record is secondary to delivery: a store hiccup must not resend a message.
-            log.exception(
-                "%s could not record %s for %s", self.item_name, method, envelope.message_id
-            )
 
 
 # -- HL7FileOperation -----------------------------------------------------------------------------
@@ -515,8 +497,7 @@ class HL7FileService(BusinessService):
 
     def _store_unreadable(self, name: str, text: str, reason: str) -> None:
         log.error("%s: a message in file %s cannot be read: %s", self.item_name, name, reason)
-        tracker = self._dispatcher.tracker if self._dispatcher is not None else None
-        store = tracker.store if tracker is not None else None
+        store = self.store
         if store is None:
             return
         envelope = Envelope(body_type=BODY_TEXT, body=text, source=self.item_name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hie.hosts.base import ItemSettings
 from hie.hosts.service import BusinessService
@@ -54,6 +54,9 @@ class HL7TCPServiceSettings(ItemSettings):
     priority_from: str | None = None
     #: ... through this table of values to priorities 0-9 (e.g. ``{S: 9, A: 7, R: 4}``).
     priority_map: dict[str, int] = Field(default_factory=dict)
+    #: Gateway processes listening on ``port`` together (SO_REUSEPORT: the kernel spreads new
+    #: connections over them), so receiving uses more than one core.
+    processes: int = Field(default=1, ge=1, le=64)
 
     @field_validator("allowed_clients")
     @classmethod
@@ -61,6 +64,15 @@ class HL7TCPServiceSettings(ItemSettings):
         for entry in value:
             ipaddress.ip_network(entry, strict=False)  # raises ValueError with the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _shared_port(self) -> HL7TCPServiceSettings:
+        if self.processes > 1 and self.port == 0:
+            raise ValueError(
+                f"processes: {self.processes} needs a fixed port; with port 0 every process "
+                "would listen on a port of its own"
+            )
+        return self
 
 
 class HL7TCPService(BusinessService):

@@ -12,13 +12,25 @@ from __future__ import annotations
 
 from hie.store.group_commit import GroupCommitter
 from hie.store.models import Event, Status
-from hie.store.records import EventRecord, MessageHeader, NewEvent, SaveRequest, TraceNode
+from hie.store.records import (
+    AckRecord,
+    Claim,
+    EventRecord,
+    HopRecord,
+    MessageHeader,
+    NewEvent,
+    SaveRequest,
+    TraceNode,
+)
 from hie.store.store import MessageStore
 
 __all__ = [
+    "AckRecord",
+    "Claim",
     "Event",
     "EventRecord",
     "GroupCommitter",
+    "HopRecord",
     "MessageHeader",
     "MessageStore",
     "NewEvent",

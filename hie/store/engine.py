@@ -40,7 +40,9 @@ def _sqlite_file(url: URL) -> Path | None:
     return Path(url.database or "")
 
 
-def _install_sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> None:
+def _install_sqlite_events(
+    engine: Engine, busy_timeout_ms: int, wal: bool, durable: bool = False
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's begin event emit BEGIN instead of the sqlite3 module, which would
@@ -51,8 +53,9 @@ def _install_sqlite_events(engine: Engine, busy_timeout_ms: int, wal: bool) -> N
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
-            # With WAL, NORMAL loses at most the last transactions on power loss, never corrupts.
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # With WAL, NORMAL loses at most the last transactions on power loss, never corrupts;
+            # FULL (``durable``) syncs the log at every commit, so a commit survives a power cut.
+            cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -69,8 +72,13 @@ def build_engine(
     max_overflow: int,
     busy_timeout_ms: int,
     echo: bool,
+    durable: bool = False,
 ) -> Engine:
-    """A new engine for ``url`` with the store's connection settings."""
+    """A new engine for ``url`` with the store's connection settings.
+
+    ``durable``: every SQLite commit is synced to disk (``synchronous=FULL``); PostgreSQL commits
+    are durable anyway (``synchronous_commit`` on, its default).
+    """
     if not is_sqlite(url):
         return create_engine(
             url, pool_size=pool_size, max_overflow=max_overflow, pool_pre_ping=True, echo=echo
@@ -100,7 +108,7 @@ def build_engine(
         connect_args={"check_same_thread": False},
         echo=echo,
     )
-    _install_sqlite_events(engine, busy_timeout_ms, wal=True)
+    _install_sqlite_events(engine, busy_timeout_ms, wal=True, durable=durable)
     return engine
 
 

@@ -1,13 +1,21 @@
-"""Group commit: many callers' saves, one transaction every few milliseconds.
+"""Group commit: many callers' saves, one transaction, then (optionally) one publish.
 
 A commit costs a disk flush (SQLite) or a round trip and WAL flush (PostgreSQL) whatever its
-size, so a single writer thread that commits whatever has queued up turns N flushes into one. The
-MLLP gateway awaits ``submit_async`` before it ACKs: a message is never ACKed before it is stored.
+size, so a single writer thread that commits whatever has queued up turns N flushes into one.
+What arrives while a batch commits forms the next one: batches grow with load, and a lone message
+is committed at once.
+
+The MLLP gateway hands its messages here and awaits them before it ACKs: the committer stores
+them, then calls ``after_commit`` with them (the gateway's outbox publishes them, packed, in one
+broker round trip), then resolves their futures. So an ACK never goes out before its message is
+stored and queued. The ACK records the gateway writes afterwards (``record_ack``) ride along in
+the next batch's transaction instead of costing one of their own.
 
 Example::
 
-    committer = GroupCommitter(store)
-    await committer.submit_async(envelope, raw_body=frame)  # durable once this returns
+    committer = GroupCommitter(store, after_commit=outbox.publish)
+    await committer.submit_async(envelope, raw_body=frame)  # stored and published
+    committer.record_ack(envelope, "AA")                   # written with the next batch
     committer.close()
 """
 
@@ -18,14 +26,15 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
-from hie.errors import StoreError
+from hie.errors import PublishError, StoreError
 from hie.messages import Envelope
 from hie.store.models import Status
-from hie.store.records import SaveRequest
+from hie.store.records import AckRecord, SaveRequest
 from hie.store.store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -33,7 +42,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    request: SaveRequest
+    requests: tuple[SaveRequest, ...]
     future: Future[None]
 
 
@@ -45,22 +54,32 @@ class GroupCommitter:
 
     Args:
         store: where to save.
-        max_delay_ms: how long the first message of a batch may wait for company.
-        max_batch: commit at once when this many are waiting.
+        after_commit: called with the committed envelopes that have a target (e.g. the outbox's
+            ``publish``); if it raises, their futures fail with ``PublishError``: stored, not
+            queued.
+        max_delay_ms: how long a batch may keep filling once started (it never waits when
+            nothing else is queued).
+        max_batch: commit at once when this many submissions are waiting.
 
     ``transactions`` and ``saved`` count what the thread did (for benchmarks and tests).
     Create it in the process that uses it: its thread does not survive a fork.
     """
 
     def __init__(
-        self, store: MessageStore, *, max_delay_ms: float = 2.0, max_batch: int = 500
+        self,
+        store: MessageStore,
+        *,
+        after_commit: Callable[[list[Envelope]], Any] | None = None,
+        max_delay_ms: float = 2.0,
+        max_batch: int = 500,
     ) -> None:
         self.store = store
+        self.after_commit = after_commit
         self.max_delay = max_delay_ms / 1000.0
         self.max_batch = max_batch
         self.transactions = 0
         self.saved = 0
-        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending | AckRecord | object] = queue.SimpleQueue()
         self._closed = False
         self._close_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="hie-group-commit", daemon=True)
@@ -79,20 +98,24 @@ class GroupCommitter:
     ) -> Future[None]:
         """Queue a save (same arguments as ``MessageStore.save``).
 
-        Returns a future resolved once the message is committed, or failed with ``StoreError``.
+        Returns a future resolved once the message is committed (and handed to
+        ``after_commit``), or failed with ``StoreError`` (not stored) or ``PublishError``.
 
         Raises:
             StoreError: the committer is closed.
         """
         request = SaveRequest(envelope, status, msg_type, control_id, raw_body, event, item)
+        return self.submit_many([request])
+
+    def submit_many(self, requests: Sequence[SaveRequest]) -> Future[None]:
+        """Queue saves that commit together (all or none), with one future for all of them."""
         future: Future[None] = Future()
         with self._close_lock:
             # Checked under the lock so nothing lands in the queue after the stop marker.
             if self._closed:
-                raise StoreError(
-                    f"group committer is closed; message {envelope.message_id} not saved"
-                )
-            self._queue.put(_Pending(request, future))
+                ids = ", ".join(str(r.envelope.message_id) for r in requests)
+                raise StoreError(f"group committer is closed; message {ids} not saved")
+            self._queue.put(_Pending(tuple(requests), future))
         return future
 
     async def submit_async(
@@ -107,16 +130,25 @@ class GroupCommitter:
         item: str | None = None,
     ) -> None:
         """``submit`` for asyncio: returns once committed, without blocking the event loop."""
-        future = self.submit(
-            envelope,
-            status=status,
-            msg_type=msg_type,
-            control_id=control_id,
-            raw_body=raw_body,
-            event=event,
-            item=item,
+        request = SaveRequest(envelope, status, msg_type, control_id, raw_body, event, item)
+        await asyncio.wrap_future(self.submit_many([request]))
+
+    async def submit_many_async(self, requests: Sequence[SaveRequest]) -> None:
+        """``submit_many`` for asyncio."""
+        await asyncio.wrap_future(self.submit_many(requests))
+
+    def record_ack(
+        self, envelope: Envelope, code: str, text: str | None = None, *, item: str | None = None
+    ) -> None:
+        """Record an ACK sent for ``envelope``, in the next batch's transaction (never blocks)."""
+        record = AckRecord(
+            str(envelope.message_id), code, text, "ack_sent", item, str(envelope.session_id)
         )
-        await asyncio.wrap_future(future)
+        with self._close_lock:
+            if self._closed:
+                log.warning("ACK %s of %s not recorded: committer closed", code, record.message_id)
+                return
+            self._queue.put(record)
 
     def close(self, timeout: float | None = 30.0) -> None:
         """Commit everything already submitted, then stop the thread. Idempotent."""
@@ -132,6 +164,7 @@ class GroupCommitter:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    # -- the thread -----------------------------------------------------------------------------
     def _run(self) -> None:
         stopping = False
         while not stopping:
@@ -140,8 +173,7 @@ class GroupCommitter:
                 return
             batch = [first]
             # No waiting for company when nobody else is there: what arrives while this batch
-            # commits forms the next one, so batches grow with load and a lone message is
-            # committed at once. ``max_delay`` only bounds how long a batch keeps filling.
+            # commits forms the next one. ``max_delay`` only bounds how long a batch keeps filling.
             deadline = time.monotonic() + self.max_delay
             while len(batch) < self.max_batch and time.monotonic() < deadline:
                 try:
@@ -152,34 +184,62 @@ class GroupCommitter:
                     stopping = True
                     break
                 batch.append(item)
-            self._commit([p for p in batch if isinstance(p, _Pending)])
+            saves = [p for p in batch if isinstance(p, _Pending)]
+            acks = [a for a in batch if isinstance(a, AckRecord)]
+            committed = self._commit(saves, acks)
+            self._publish(committed)
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, saves: list[_Pending], acks: list[AckRecord]) -> list[_Pending]:
+        """Write ``saves`` and ``acks`` in one transaction; returns the saves that committed."""
         try:
-            self.store.save_many([p.request for p in batch])
+            self.store.write_batch([r for p in saves for r in p.requests], acks)
         # Any failure, not only StoreError, must reach the callers waiting on these futures.
         except Exception as exc:
             self.transactions += 1
-            if len(batch) == 1:
-                self._fail(batch[0], exc)
-                return
+            if len(saves) + len(acks) == 1:
+                if saves:
+                    self._fail(saves[0], exc)
+                else:
+                    log.warning("cannot record ACK of %s: %s", acks[0].message_id, exc)
+                return []
             # One bad message (a duplicate id, say) must not fail its neighbours: retry alone.
             log.warning(
-                "group commit of %d messages failed (%s); saving one by one", len(batch), exc
+                "group commit of %d submissions failed (%s); saving one by one",
+                len(saves) + len(acks),
+                exc,
             )
-            for pending in batch:
-                self._commit([pending])
-            return
+            committed = [p for p in saves if self._commit([p], [])]
+            for ack in acks:
+                self._commit([], [ack])
+            return committed
         self.transactions += 1
-        self.saved += len(batch)
-        for pending in batch:
-            pending.future.set_result(None)
+        self.saved += sum(len(p.requests) for p in saves)
+        return saves
+
+    def _publish(self, committed: list[_Pending]) -> None:
+        """Hand the committed envelopes to ``after_commit``, then resolve their futures."""
+        envelopes = [
+            r.envelope for p in committed for r in p.requests if r.envelope.target is not None
+        ]
+        error: BaseException | None = None
+        if self.after_commit is not None and envelopes:
+            try:
+                self.after_commit(envelopes)
+            except Exception as exc:
+                log.error("cannot publish %d stored message(s): %r", len(envelopes), exc)
+                error = PublishError(f"stored but not queued (broker unavailable: {exc})")
+                error.__cause__ = exc
+        for pending in committed:
+            if error is None or not any(r.envelope.target for r in pending.requests):
+                pending.future.set_result(None)
+            else:
+                pending.future.set_exception(error)
 
     @staticmethod
     def _fail(pending: _Pending, exc: Exception) -> None:
         if not isinstance(exc, StoreError):
-            message_id = pending.request.envelope.message_id
-            wrapped = StoreError(f"cannot save message {message_id}: {exc}")
+            ids = ", ".join(str(r.envelope.message_id) for r in pending.requests)
+            wrapped = StoreError(f"cannot save message {ids}: {exc}")
             wrapped.__cause__ = exc
             exc = wrapped
         pending.future.set_exception(exc)

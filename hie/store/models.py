@@ -163,7 +163,9 @@ class MessageRow(Base):
         Index("ix_messages_msg_type", "msg_type"),
         Index("ix_messages_control_id", "control_id"),
         Index("ix_messages_source", "source"),
-        Index("ix_messages_target", "target"),
+        # Backpressure counts the messages waiting for an item: (target, status) answers that
+        # from the index alone, whatever the item handled before.
+        Index("ix_messages_target_status", "target", "status"),
         Index("ix_messages_parent_id", "parent_id"),
         Index("ix_messages_body_id", "body_id"),
     )

@@ -1,7 +1,9 @@
 """What the store hands out and takes in: frozen values, never ORM rows.
 
-``MessageHeader`` and ``EventRecord`` are read views; ``SaveRequest`` and ``NewEvent`` describe a
-write, so a batch of them can be committed in one transaction (``save_many``, group commit).
+``MessageHeader`` and ``EventRecord`` are read views; ``SaveRequest``, ``NewEvent``, ``AckRecord``
+and ``HopRecord`` describe a write, so a batch of them can be committed in one transaction
+(``save_many``, ``write_batch``, ``record_hops``). ``Claim`` is what a worker learns as it takes
+a batch (``claim``).
 """
 
 from __future__ import annotations
@@ -118,6 +120,55 @@ class NewEvent:
     session_id: str | None = None
     at: datetime | None = None
     pid: int = field(default_factory=os.getpid)
+
+
+@dataclass(frozen=True, slots=True)
+class AckRecord:
+    """An ACK sent (by a gateway) or received (by an operation) for one message."""
+
+    message_id: str
+    code: str
+    text: str | None = None
+    event: str = "ack_sent"
+    item: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a worker learns about one message as it takes it: skip it (and why), or which
+    attempt this is (the message is now ``in_progress``)."""
+
+    skip: str | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HopRecord:
+    """How one item's hop of one message ended, with everything it produced.
+
+    ``status`` and ``event`` are the message's new status and the event that says why
+    (completed/completed, queued/retried, queued/held, error/failed, suspended/suspended,
+    skipped/skipped). ``delivered`` writes the delivery record (message id + item) that keeps a
+    redelivered copy from running again. ``children`` are the messages the hop sends on (saved
+    as queued), ``reply`` its response (saved as completed); ``events``, ``ack`` and
+    ``possible_duplicate`` come from the host while it ran.
+    """
+
+    message_id: str
+    session_id: str
+    item: str
+    status: Status
+    event: str
+    detail: str | None = None
+    error: str | None = None
+    duration_ms: float | None = None
+    delivered: bool = False
+    children: tuple[Envelope, ...] = ()
+    reply: Envelope | None = None
+    events: tuple[tuple[str, str], ...] = ()
+    ack: tuple[str, str | None] | None = None
+    possible_duplicate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

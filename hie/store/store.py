@@ -2,7 +2,7 @@
 
 The broker is transport; the store is the record. Writes are short transactions (SQLite has one
 writer at a time), and batches share one: ``save_many`` for many messages, ``record_events_many``
-for many events, ``GroupCommitter`` for many callers.
+for many events, ``record_hops`` for a worker's batch, ``GroupCommitter`` for many callers.
 
 Process model: the engine is created lazily in each process (see ``EngineHolder``), so a forked
 Celery child never reuses its parent's connections. Call ``after_fork()`` from
@@ -47,7 +47,16 @@ from hie.messages import BODY_HL7, BODY_NONE, BODY_TEXT, Envelope
 from hie.store.engine import READ_ONLY, EngineHolder, parse_url
 from hie.store.hl7_fields import check_path, field_matches, msh_type_and_control_id
 from hie.store.models import UNFINISHED, Body, DeliveryRow, EventRow, MessageRow, Status
-from hie.store.records import EventRecord, MessageHeader, NewEvent, SaveRequest, TraceNode
+from hie.store.records import (
+    AckRecord,
+    Claim,
+    EventRecord,
+    HopRecord,
+    MessageHeader,
+    NewEvent,
+    SaveRequest,
+    TraceNode,
+)
 
 MESSAGES = cast(Table, MessageRow.__table__)
 BODIES = cast(Table, Body.__table__)
@@ -85,6 +94,27 @@ _FIND_BODIES = select(
 ).where(
     BODIES.c.session_id.in_(bindparam("session_ids", expanding=True)),
     BODIES.c.sha256.in_(bindparam("hashes", expanding=True)),
+)
+
+_SET_ACK = (
+    update(MESSAGES)
+    .where(MESSAGES.c.message_id == bindparam("mid"))
+    .values(ack_code=bindparam("code"), ack_text=bindparam("text"), updated_at=bindparam("at"))
+)
+_SET_HOP_STATUS = (
+    update(MESSAGES)
+    .where(MESSAGES.c.message_id == bindparam("mid"))
+    .values(
+        status=bindparam("status"),
+        updated_at=bindparam("at"),
+        # A later success keeps the last error text; only a new error replaces it.
+        error=func.coalesce(bindparam("error", type_=MESSAGES.c.error.type), MESSAGES.c.error),
+    )
+)
+_FLAG_DUPLICATE = (
+    update(MESSAGES)
+    .where(MESSAGES.c.message_id == bindparam("mid"))
+    .values(possible_duplicate=True)
 )
 
 # Bound parameters per IN (...) list: far below SQLite's 32766 and PostgreSQL's 65535.
@@ -177,6 +207,9 @@ class MessageStore:
         pool_size: connections kept open per process.
         max_overflow: extra connections allowed under load.
         busy_timeout_ms: how long a SQLite writer waits for the write lock before failing.
+        durable: sync every SQLite commit to disk (``synchronous=FULL``), for writes that gate an
+            ACK; otherwise SQLite syncs at checkpoints (``NORMAL``: a power cut may lose the last
+            transactions, never corrupts). PostgreSQL commits are durable either way.
         echo: log every SQL statement (debugging only).
 
     Every method raises ``StoreError`` when the database refuses or does not answer.
@@ -189,6 +222,7 @@ class MessageStore:
         pool_size: int = 5,
         max_overflow: int = 10,
         busy_timeout_ms: int = 30_000,
+        durable: bool = False,
         echo: bool = False,
     ) -> None:
         self.url = parse_url(url)
@@ -197,6 +231,7 @@ class MessageStore:
             pool_size=pool_size,
             max_overflow=max_overflow,
             busy_timeout_ms=busy_timeout_ms,
+            durable=durable,
             echo=echo,
         )
 
@@ -536,29 +571,43 @@ class MessageStore:
         event: str = "ack_sent",
         item: str | None = None,
     ) -> None:
-        """Record many ``(message_id, code, text)`` ACKs in one transaction (a gateway's batch)."""
-        if not acks:
+        """Record many ``(message_id, code, text)`` ACKs in one transaction."""
+        if acks:
+            records = [AckRecord(_id(m), code, text, event, item) for m, code, text in acks]
+            with self._write(f"record {len(records)} ACK(s)") as conn:
+                self._acks_in(conn, records)
+
+    def write_batch(self, saves: Sequence[SaveRequest], acks: Sequence[AckRecord] = ()) -> None:
+        """New messages and ACK records in one transaction: a gateway's group commit."""
+        prepared = [_prepare(r) for r in saves]
+        if not prepared and not acks:
             return
-        rows: list[dict[str, Any]] = [
-            {"mid": _id(m), "code": code, "text": text} for m, code, text in acks
-        ]
-        with self._write(f"record {len(rows)} ACK(s)") as conn:
-            conn.execute(
-                update(MESSAGES)
-                .where(MESSAGES.c.message_id == bindparam("mid"))
-                .values(ack_code=bindparam("code"), ack_text=bindparam("text"), updated_at=_now()),
-                rows,
-            )
-            events = [
+        with self._write(f"save {len(prepared)} message(s), {len(acks)} ACK(s)") as conn:
+            if prepared:
+                self._save_in(conn, prepared)
+            if acks:
+                self._acks_in(conn, list(acks))
+
+    def _acks_in(self, conn: Connection, acks: list[AckRecord]) -> None:
+        now = _now()
+        conn.execute(
+            _SET_ACK,
+            [{"mid": a.message_id, "code": a.code, "text": a.text, "at": now} for a in acks],
+        )
+        self._insert_events(
+            conn,
+            [
                 NewEvent(
-                    r["mid"],
-                    event,
-                    item=item,
-                    detail=r["code"] if r["text"] is None else f"{r['code']} {r['text']}",
+                    a.message_id,
+                    a.event,
+                    item=a.item,
+                    detail=a.code if a.text is None else f"{a.code} {a.text}",
+                    session_id=a.session_id,
+                    at=now,
                 )
-                for r in rows
-            ]
-            self._insert_events(conn, events)
+                for a in acks
+            ],
+        )
 
     def mark_possible_duplicate(
         self, message_id: str | UUID, detail: str | None = None, *, item: str | None = None
@@ -623,6 +672,216 @@ class MessageStore:
                 for e in events
             ],
         )
+
+    # -- hops: what a worker writes for a batch of messages -------------------------------------
+
+    def claim(
+        self,
+        envelopes: Sequence[Envelope],
+        item: str,
+        *,
+        possible_duplicate: str | None = None,
+    ) -> dict[str, Claim]:
+        """Take a batch at ``item``, in one transaction: per message id, skip it or run it.
+
+        Skipped: ``item`` already completed it (a redelivered or re-published copy), or an
+        operator suspended or discarded it while its copy waited on the broker. The others move
+        to ``in_progress`` with one more attempt and a ``started`` event (with
+        ``possible_duplicate``: flagged too, e.g. a batch the broker redelivered to an
+        operation). A message the store has never seen (published by another client) is saved
+        first: the store is the record of everything a worker runs.
+        """
+        by_id = {_id(e.message_id): e for e in envelopes}
+        ids = list(by_id)
+        claims: dict[str, Claim] = {}
+        with self._write(f"claim {len(ids)} message(s) at {item}") as conn:
+            rows = {
+                mid: (Status(status), attempts)
+                for mid, status, attempts in conn.execute(
+                    select(MESSAGES.c.message_id, MESSAGES.c.status, MESSAGES.c.attempts).where(
+                        MESSAGES.c.message_id.in_(ids)
+                    )
+                )
+            }
+            done = {
+                mid
+                for (mid,) in conn.execute(
+                    select(DELIVERIES.c.message_id).where(
+                        DELIVERIES.c.target == item, DELIVERIES.c.message_id.in_(ids)
+                    )
+                )
+            }
+            unknown = [by_id[m] for m in ids if m not in rows and m not in done]
+            if unknown:
+                self._save_in(
+                    conn, [_prepare(SaveRequest(e, event="received", item=item)) for e in unknown]
+                )
+                rows.update({_id(e.message_id): (Status.QUEUED, 0) for e in unknown})
+            run: list[str] = []
+            for mid in ids:
+                status, attempts = rows.get(mid, (None, 0))
+                if mid in done:
+                    claims[mid] = Claim(skip="already completed")
+                elif status in (Status.SUSPENDED, Status.DISCARDED):
+                    claims[mid] = Claim(skip=f"it is {status}")
+                else:
+                    claims[mid] = Claim(attempt=attempts + 1)
+                    run.append(mid)
+            if run:
+                self._start_in(conn, [by_id[m] for m in run], claims, item, possible_duplicate)
+        return claims
+
+    def _start_in(
+        self,
+        conn: Connection,
+        envelopes: list[Envelope],
+        claims: dict[str, Claim],
+        item: str,
+        possible_duplicate: str | None,
+    ) -> None:
+        now = _now()
+        ids = [_id(e.message_id) for e in envelopes]
+        values: dict[str, Any] = {
+            "status": str(Status.IN_PROGRESS),
+            "updated_at": now,
+            "attempts": MESSAGES.c.attempts + 1,
+        }
+        if possible_duplicate is not None:
+            values["possible_duplicate"] = True
+        conn.execute(update(MESSAGES).where(MESSAGES.c.message_id.in_(ids)).values(values))
+        events = [
+            NewEvent(
+                mid,
+                "started",
+                item=item,
+                detail=f"attempt {claims[mid].attempt}",
+                session_id=str(e.session_id),
+                at=now,
+            )
+            for mid, e in zip(ids, envelopes, strict=True)
+        ]
+        if possible_duplicate is not None:
+            events += [
+                NewEvent(
+                    mid,
+                    "possible_duplicate",
+                    item,
+                    possible_duplicate,
+                    None,
+                    str(e.session_id),
+                    now,
+                )
+                for mid, e in zip(ids, envelopes, strict=True)
+            ]
+        self._insert_events(conn, events)
+
+    def record_hops(self, records: Sequence[HopRecord], *, running: Sequence[str] = ()) -> None:
+        """How a batch's hops ended, ALL in one transaction.
+
+        For each record: the message's status and event, the messages it sends on (saved as
+        queued) and its reply (saved as completed), the host's events, ACK and duplicate flag,
+        and for a completed hop the delivery record (message id + item). A worker killed before
+        the commit leaves nothing half done (the batch runs again, and what it would send was
+        never published); one killed after it never repeats these hops. ``running``: messages
+        of the batch still to come, whose ``in_progress`` clock is reset (a long batch is not
+        taken for a lost one).
+        """
+        if not records and not running:
+            return
+        prepared = [
+            _prepare(SaveRequest(c, Status.QUEUED, event="queued", item=c.target))
+            for r in records
+            for c in r.children
+        ]
+        prepared += [
+            _prepare(SaveRequest(r.reply, Status.COMPLETED, event="reply", item=r.item))
+            for r in records
+            if r.reply is not None
+        ]
+        now = _now()
+        pid = os.getpid()
+        with self._write(f"record {len(records)} hop(s)") as conn:
+            if prepared:
+                self._save_in(conn, prepared)
+            if records:
+                conn.execute(
+                    _SET_HOP_STATUS,
+                    [
+                        {"mid": r.message_id, "status": str(r.status), "at": now, "error": r.error}
+                        for r in records
+                    ],
+                )
+                self._hop_extras_in(conn, records, now, pid)
+            if running:
+                conn.execute(
+                    update(MESSAGES)
+                    .where(
+                        MESSAGES.c.message_id.in_(list(running)),
+                        MESSAGES.c.status == str(Status.IN_PROGRESS),
+                    )
+                    .values(updated_at=now)
+                )
+
+    def _hop_extras_in(
+        self, conn: Connection, records: Sequence[HopRecord], now: datetime, pid: int
+    ) -> None:
+        """The events, ACKs, duplicate flags and delivery records of ``records``.
+
+        Each message's events go in the order they happened: the host's own, the ACK it got,
+        the duplicate flag, then the event that ends the hop.
+        """
+        events: list[dict[str, Any]] = []
+        acks: list[dict[str, Any]] = []
+        duplicates: list[dict[str, Any]] = []
+        delivered: list[dict[str, Any]] = []
+        for r in records:
+            row = {"message_id": r.message_id, "session_id": r.session_id, "at": now, "pid": pid}
+            row |= {"item": r.item, "duration_ms": None}
+            events += [{**row, "event": name, "detail": detail} for name, detail in r.events]
+            if r.ack is not None:
+                code, text = r.ack
+                acks.append({"mid": r.message_id, "code": code, "text": text, "at": now})
+                said = code if text is None else f"{code} {text}"
+                events.append({**row, "event": "ack_received", "detail": said})
+            if r.possible_duplicate is not None:
+                duplicates.append({"mid": r.message_id})
+                events.append(
+                    {**row, "event": "possible_duplicate", "detail": r.possible_duplicate}
+                )
+            detail = r.detail if r.detail is not None else r.error
+            events.append({**row, "event": r.event, "duration_ms": r.duration_ms, "detail": detail})
+            if r.delivered:
+                delivered.append(
+                    {"message_id": r.message_id, "target": r.item, "completed_at": now}
+                )
+        if acks:
+            conn.execute(_SET_ACK, acks)
+        if duplicates:
+            conn.execute(_FLAG_DUPLICATE, duplicates)
+        conn.execute(_INSERT_EVENTS, events)
+        if delivered:
+            dialect = self.url.get_backend_name()
+            ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(DELIVERIES)
+            conn.execute(ins.on_conflict_do_nothing(), delivered)
+
+    def waiting(self, targets: Sequence[str]) -> dict[str, int]:
+        """How many messages wait for each item in ``targets`` (queued: on the broker, retrying
+        or parked). What backpressure compares with an item's ``max_queue_depth``: counted in
+        messages, whatever number of tasks carry them."""
+        counts = dict.fromkeys(targets, 0)
+        if not targets:
+            return counts
+        with self._read("count waiting messages") as conn:
+            rows = conn.execute(
+                select(MESSAGES.c.target, func.count())
+                .where(
+                    MESSAGES.c.target.in_(list(targets)),
+                    MESSAGES.c.status == str(Status.QUEUED),
+                )
+                .group_by(MESSAGES.c.target)
+            )
+            counts.update({target: int(n) for target, n in rows})
+        return counts
 
     # -- idempotent delivery ---------------------------------------------------------------------
 

@@ -6,18 +6,25 @@ stable hash of its key, and the key travels in the envelope, so later hops keep 
 
 A failing message must hold only its own key, not the other keys that share its sub-queue: it is
 parked in a per-key list in Redis (with every later message of that key behind it) and retried
-by a ``resume`` task; the sub-queue goes on with other keys meanwhile.
+by a ``resume`` task (``schedule_resume``); the sub-queue goes on with other keys meanwhile. A
+worker that starts picks up the keys parked before it (``resume_parked``).
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from hie.messages import BODY_HL7, Envelope
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+#: What a task returns for a message parked behind an earlier one of the same key.
+PARKED = "hie-parked"
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -80,3 +87,33 @@ class KeyHold:
     def count(self, key: str) -> int:
         """How many messages of ``key`` are parked."""
         return int(self.client.llen(self._name(key)))
+
+
+def resume_task(item_queue: str) -> str:
+    """The name of the task that works through an item's parked keys."""
+    return f"{item_queue}.resume"
+
+
+def schedule_resume(
+    app: Celery, item_queue: str, partitions: int, key: str, countdown: float = 0.0
+) -> None:
+    """Run the parked messages of ``key`` again in ``countdown`` seconds, on the key's sub-queue.
+
+    On the key's own sub-queue, so the resume runs in the one worker that keeps that key's order.
+    """
+    app.signature(
+        resume_task(item_queue),
+        args=(key,),
+        queue=partition_queue(item_queue, partition_of(key, partitions)),
+        ignore_result=True,
+    ).apply_async(countdown=countdown)
+
+
+def resume_parked(
+    app: Celery, hold: KeyHold, item_queue: str, partitions: int, partition: int
+) -> int:
+    """Schedule a resume for every key parked in ``partition`` (a worker starting); how many."""
+    keys = [k for k in hold.held_keys() if partition_of(k, partitions) == partition]
+    for key in keys:
+        schedule_resume(app, item_queue, partitions, key)
+    return len(keys)

@@ -16,7 +16,6 @@ from celery import signals
 from hie.hooks import HookChain, load_hook
 from hie.tasks.base import HostTask, ItemRuntime
 from hie.tasks.routing import Dispatcher, item_queue, queue_name
-from hie.tasks.tracking import Tracker
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -47,19 +46,14 @@ def configure_queues(app: Celery, production: Production) -> None:
 
 
 def make_dispatcher(
-    app: Celery, production: Production, settings: Settings, store: MessageStore | None = None
+    app: Celery, production: Production, settings: Settings, store: MessageStore
 ) -> Dispatcher:
-    """The dispatcher for ``production`` in this process."""
-    from hie.flow import QueueDepth
+    """The dispatcher (and its outbox) for ``production`` in this process."""
+    from hie.outbox import Outbox
 
     configure_queues(app, production)
-    return Dispatcher(
-        app,
-        production,
-        redis=settings.broker_is_redis,
-        tracker=Tracker(store),
-        depths=QueueDepth(settings.broker_url),
-    )
+    outbox = Outbox(app, production, store, redis=settings.broker_is_redis)
+    return Dispatcher(app, production, redis=settings.broker_is_redis, outbox=outbox)
 
 
 def register_production(
@@ -101,8 +95,10 @@ def _register_item(app: Celery, runtime: ItemRuntime) -> None:
     options: dict[str, Any] = {"bind": True, "base": HostTask, "queue": name, "runtime": runtime}
 
     @app.task(name=name, **options)  # type: ignore[untyped-decorator]
-    def run_item(self: HostTask, wire: dict[str, Any], first_attempt: float | None = None) -> Any:
-        return self.handle(wire, first_attempt)
+    def run_item(
+        self: HostTask, batch: list[dict[str, Any]], first_attempt: float | None = None
+    ) -> Any:
+        return self.handle(batch, first_attempt)
 
     if runtime.item.partitions > 1:
 

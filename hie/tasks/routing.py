@@ -1,8 +1,9 @@
-"""Queue names, broker priorities and the Dispatcher that publishes envelopes to items.
+"""Queue names, broker priorities, and the Dispatcher: how hosts send and wait for replies.
 
 Every business process and operation has one queue and one task, both named
 ``hie.<production>.<item>``. HIE's priority scale is 0-9 with 9 most urgent; Redis runs priority 0
 first and RabbitMQ the highest first, so the scale is mapped per broker here and nowhere else.
+Publishing itself is the outbox's (``hie.outbox``); the dispatcher adds requests and replies.
 """
 
 from __future__ import annotations
@@ -17,21 +18,23 @@ from celery.exceptions import TimeoutError as CeleryTimeoutError
 from celery.result import AsyncResult
 from kombu.entity import Queue
 
-from hie.errors import ConfigError, RequestError, RequestTimeoutError
+from hie.errors import RequestError, RequestTimeoutError
 from hie.messages import Envelope
 
 if TYPE_CHECKING:
     from celery import Celery
     from celery.canvas import Signature
 
-    from hie.flow import QueueDepth
+    from hie.outbox import Outbox
     from hie.production import Production
-    from hie.tasks.tracking import Tracker
+    from hie.store import MessageStore
 
 #: RabbitMQ queues are declared with this many priority levels (x-max-priority).
 AMQP_MAX_PRIORITY = 9
 DEFERRED = "hie-deferred"
 FAILED = "hie-failed"
+#: Header of a message whose sender waits for its reply: ``sync`` or ``async`` (a chord).
+AWAIT = "hie-await"
 
 
 def queue_name(production: str, item: str) -> str:
@@ -67,119 +70,84 @@ def failed_marker(item: str, message_id: str, error: str) -> dict[str, str]:
 
 
 class Dispatcher:
-    """Publishes envelopes to items' queues and waits for replies; one per process and app."""
+    """How hosts send messages and wait for replies; one per process and app.
 
-    def __init__(
-        self,
-        app: Celery,
-        production: Production,
-        *,
-        redis: bool,
-        tracker: Tracker | None = None,
-        depths: QueueDepth | None = None,
-    ) -> None:
+    Sends go through the outbox (stored, then published); a request someone waits for travels
+    alone with its result kept, and ``wait`` follows it (and any deferral) to the reply.
+    """
+
+    def __init__(self, app: Celery, production: Production, *, redis: bool, outbox: Outbox) -> None:
         self.app = app
         self.production = production
         self.redis = redis
-        self.tracker = tracker
-        self.depths: QueueDepth | None = depths
+        self.outbox = outbox
+        self.store: MessageStore = outbox.store
 
-    # -- addressing -----------------------------------------------------------------------------
+    # -- addressing (the outbox decides) --------------------------------------------------------
     def queue(self, item: str) -> str:
         """The queue name of ``item``."""
-        return queue_name(self.production.name, item)
-
-    def _check_target(self, target: str | None) -> str:
-        if target is None:
-            raise ConfigError("a message needs a target item")
-        host_class = self.production.host_class(target)
-        if host_class.kind == "service":
-            raise ConfigError(
-                f"item {target!r} is a business service; services receive from outside, "
-                "send to a process or an operation instead"
-            )
-        return target
+        return self.outbox.queue(item)
 
     def queue_for(self, envelope: Envelope) -> str:
-        """The queue ``envelope`` goes to: its target's, or the sub-queue of its ordering key."""
-        from hie.tasks.ordering import partition_of, partition_queue
-
-        target = self._check_target(envelope.target)
-        item = self.production.item(target)
-        queue = self.queue(target)
-        if item.partitions > 1:
-            return partition_queue(queue, partition_of(envelope.key or "", item.partitions))
-        return queue
+        """The queue ``envelope`` goes to (its target's, or a sub-queue of its ordering key)."""
+        return self.outbox.queue_for(envelope)
 
     def prepare(self, envelope: Envelope) -> Envelope:
-        """Give ``envelope`` the ordering key its target asks for, if it has none yet.
-
-        The key is computed once, at the first item that orders by it, and then travels with the
-        message (children copy it), so order holds from the gateway to the last operation.
-        """
-        if envelope.key is not None or envelope.target is None:
-            return envelope
-        ordering_key = self.production.item(envelope.target).ordering_key
-        if ordering_key is None:
-            return envelope
-        from hie.tasks.ordering import message_key
-
-        return envelope.model_copy(update={"key": message_key(envelope, ordering_key)})
+        """``envelope`` with the ordering key its target asks for (see ``Outbox.prepare``)."""
+        return self.outbox.prepare(envelope)
 
     def signature(self, envelope: Envelope, *, hook: str = "") -> Signature:
-        """The Celery signature that runs ``envelope`` on its target (``hook``: on_response...)."""
-        target = self._check_target(envelope.target)
+        """The Celery signature that runs ``envelope`` on its target (``hook``: on_response...).
+
+        Used for chords, whose calls and callbacks travel alone with their results kept.
+        """
+        target = self.outbox.check_target(envelope.target)
         name = self.queue(target) + (f".{hook}" if hook else "")
         return self.app.signature(
             name,
-            args=(envelope.to_wire(),) if not hook else (),
+            args=([envelope.to_wire()],) if not hook else (),
             queue=self.queue_for(envelope),
             priority=broker_priority(envelope.priority, redis=self.redis),
+            ignore_result=False,
+            argsrepr=f"[1 message(s): {envelope.message_id}]",
         )
-
-    def wait_for_room(self, envelope: Envelope) -> None:
-        """Backpressure: block while the target's queue is at its ``max_queue_depth``."""
-        if self.depths is None or envelope.target is None:
-            return
-        limit = self.production.item(envelope.target).max_queue_depth
-        if limit is not None:
-            queue = self.queue_for(envelope)
-            self.depths.wait_for_room(queue, limit)
-            self.depths.added(queue)
 
     # -- publishing -----------------------------------------------------------------------------
-    def send(self, envelope: Envelope) -> AsyncResult:
-        """Record ``envelope`` as queued, then publish it to its target's queue."""
+    def send(self, envelope: Envelope) -> AsyncResult | None:
+        """Store ``envelope`` as queued and publish it; for an awaited one, its result handle."""
         envelope = self.prepare(envelope)
-        sig = self.signature(envelope)
-        self.wait_for_room(envelope)
-        if self.tracker is not None:
-            self.tracker.queued(envelope)
-        return sig.apply_async(task_id=str(envelope.message_id))
+        self.outbox.send([envelope])
+        if AWAIT in envelope.headers:
+            return AsyncResult(str(envelope.message_id), app=self.app)
+        return None
 
-    def publish(self, envelope: Envelope, producer: Any = None) -> AsyncResult:
-        """Publish an envelope that is already stored (the gateway group-commits first)."""
-        return self.signature(envelope).apply_async(
-            task_id=str(envelope.message_id), producer=producer
-        )
+    def publish(self, envelope: Envelope) -> None:
+        """Publish an envelope that is already stored (recovery, resend of a stored copy)."""
+        self.outbox.publish([envelope])
 
     def send_with_responses(self, caller: str, request: Envelope, children: list[Envelope]) -> str:
         """Send ``children`` so each reply runs ``caller``'s on_response and then on_complete.
 
         Returns the token under which ``on_complete``'s reply will be stored.
         """
+        from hie.store import SaveRequest
+
         token = self.new_token()
         request_wire = request.to_wire()
+        children = [self.prepare(c) for c in children]
+        self.store.save_many(
+            SaveRequest(c, "queued", event="queued", item=c.target) for c in children
+        )
         header = []
-        for child in map(self.prepare, children):
-            if self.tracker is not None:
-                self.tracker.queued(child)
+        for child in children:
             call = self.signature(child).set(task_id=str(child.message_id))
             respond = self.app.signature(
                 f"{self.queue(caller)}.on_response",
                 kwargs={"request": request_wire, "call": child.to_wire()},
                 queue=self.queue(caller),
                 priority=broker_priority(request.priority, redis=self.redis),
+                ignore_result=False,
+                kwargsrepr=f"{{request: {request.message_id}, call: {child.message_id}}}",
             )
             header.append(chain(call, respond))
         complete = self.app.signature(
@@ -187,6 +155,8 @@ class Dispatcher:
             kwargs={"request": request_wire},
             queue=self.queue(caller),
             priority=broker_priority(request.priority, redis=self.redis),
+            ignore_result=False,
+            kwargsrepr=f"{{request: {request.message_id}}}",
         ).set(task_id=token)
         chord(header)(complete)
         return token
@@ -194,16 +164,23 @@ class Dispatcher:
     # -- waiting --------------------------------------------------------------------------------
     def request(self, envelope: Envelope, *, timeout: float) -> Envelope | None:
         """Send and wait for the reply envelope; see ``Host.send_request_sync`` for errors."""
-        result = self.send(envelope)
+        result = self._send_awaited(envelope)
         return self.wait(result, envelope, deadline=time.monotonic() + timeout)
 
     def request_many(
         self, envelopes: Sequence[Envelope], *, timeout: float
     ) -> list[Envelope | None]:
         """Send all, then wait for every reply (in order) within one shared deadline."""
-        results = [self.send(e) for e in envelopes]
+        results = [self._send_awaited(e) for e in envelopes]
         deadline = time.monotonic() + timeout
         return [self.wait(r, e, deadline=deadline) for r, e in zip(results, envelopes, strict=True)]
+
+    def _send_awaited(self, envelope: Envelope) -> AsyncResult:
+        if AWAIT not in envelope.headers:
+            envelope = envelope.model_copy(update={"headers": {**envelope.headers, AWAIT: "sync"}})
+        result = self.send(envelope)
+        assert result is not None
+        return result
 
     def wait(self, result: AsyncResult, request: Envelope, *, deadline: float) -> Envelope | None:
         """Wait for ``result`` until ``deadline``, following deferred replies."""
@@ -214,8 +191,12 @@ class Dispatcher:
                     timeout=max(remaining, 0.001), propagate=True, disable_sync_subtasks=False
                 )
             except CeleryTimeoutError as exc:
-                if self.tracker is not None:
-                    self.tracker.timed_out(request)
+                self.store.record_event(
+                    request.message_id,
+                    "request_timeout",
+                    item=request.source,
+                    detail="caller stopped waiting; a later reply is recorded only",
+                )
                 raise RequestTimeoutError(
                     f"no reply from {request.target!r} within the timeout "
                     f"(request {request.message_id}); a late reply will be recorded, not delivered"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -132,7 +133,10 @@ class Harness:
         log = (self.tmp / "gateway.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "hie.cli", "gateway", str(self.path)],
-            stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.tmp,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(),
+            cwd=self.tmp,
         )
         log.close()
         self.workers.append(proc)
@@ -155,11 +159,28 @@ class Harness:
         self.dispatcher.send(envelope)
         return envelope
 
+    def send_many(self, target: str, bodies: list[object], **fields: Any) -> list[Envelope]:
+        """Publish several messages to ``target`` at once: they travel packed, up to the target's
+        ``batch_size`` per task, as a hop's children or a gateway's commit do."""
+        envelopes = [Envelope.wrap(body, target=target, source="test", **fields) for body in bodies]
+        self.dispatcher.outbox.send(envelopes)
+        return envelopes
+
     def request(self, target: str, body: object, timeout: float = 30.0, **fields: Any) -> Any:
         """Send and wait for the reply payload."""
         envelope = Envelope.wrap(body, target=target, source="test", **fields)
         reply = self.dispatcher.request(envelope, timeout=timeout)
         return reply.payload() if reply else None
+
+    def request_all(self, target: str, bodies: list[object], timeout: float = 30.0) -> list[Any]:
+        """Send every request at once, then wait for the replies (in order) from this thread.
+
+        One thread: Celery keeps a result backend per thread, whose sockets a test's short-lived
+        threads would leave to the garbage collector.
+        """
+        envelopes = [Envelope.wrap(b, target=target, source="test") for b in bodies]
+        replies = self.dispatcher.request_many(envelopes, timeout=timeout)
+        return [r.payload() if r else None for r in replies]
 
     def journal(self) -> list[str]:
         from tests.hosts import journal_key
@@ -205,8 +226,27 @@ class Harness:
             client.delete(*keys)
         finally:
             client.close()
+        if self._dispatcher is not None:
+            self._close_app(self._dispatcher.app)
+            self._dispatcher = None
         if self._store is not None:
             self._store.dispose()
+
+    @staticmethod
+    def _close_app(app: Any) -> None:
+        """Close this test's Celery app and its result backend, so no socket outlives the test.
+
+        Results still to be collected unsubscribe as they go, so they go first.
+        """
+        gc.collect()
+        backend = app.backend
+        consumer = getattr(backend, "result_consumer", None)
+        if consumer is not None:
+            consumer.stop()
+        client = getattr(backend, "client", None)
+        if client is not None:
+            client.connection_pool.disconnect()
+        app.close()
 
 
 def free_port() -> int:

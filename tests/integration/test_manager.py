@@ -225,16 +225,22 @@ def test_flower_lists_item_workers_and_tasks_by_item_name(harness: Harness, tmp_
             )
             assert any(name.startswith(f"Router@{h.name}.") for name in workers)
             assert any(name.startswith(f"Op@{h.name}.") for name in workers)
-            for n in range(5):
-                h.send("Router", f"f{n}")
             # Flower sees every production on the broker; ours are the ones named after it.
             wanted = {f"hie.{h.name}.Router", f"hie.{h.name}.Op"}
+            sent: list[str] = []
 
-            def ours() -> set[str]:
+            def ours() -> dict[str, Any]:
+                # Workers send task events only once Flower asked for them (every few seconds):
+                # keep a message going until its tasks show.
+                sent.append(str(h.send("Router", f"PID|1||SECRET-{len(sent)}").message_id))
                 tasks = api("/api/tasks?limit=1000") or {}
-                return {t["name"] for t in tasks.values()} & wanted
+                found = {t["name"]: t for t in tasks.values() if t["name"] in wanted}
+                return found if set(found) == wanted else {}
 
-            wait_for(lambda: ours() == wanted, 60, "the router's and the operation's tasks")
+            tasks = wait_for(ours, 60, "the router's and the operation's tasks")
+            # Task arguments carry message ids, never bodies (patient data stays out of events).
+            router_args = tasks[f"hie.{h.name}.Router"]["args"]
+            assert any(mid in router_args for mid in sent) and "SECRET" not in router_args
         finally:
             os.killpg(flower.pid, signal.SIGTERM)
             flower.wait(30)
@@ -246,3 +252,34 @@ def test_flower_refuses_a_public_address_without_basic_auth(harness: Harness) ->
     h.write(items(free_port()))
     out = hie(h, "flower", str(h.path), "--address", "0.0.0.0")
     assert out.returncode == 2 and "--basic-auth" in out.stderr
+
+
+def test_an_hl7_service_with_two_processes_runs_two_gateways_on_one_port(
+    harness: Harness,
+) -> None:
+    h = harness
+    # Given an inbound item with processes: 2, started as the README says
+    port = free_port()
+    spec = items(port)
+    spec[0]["settings"]["processes"] = 2
+    h.write(spec)
+    with running(h):
+        out = json.loads(hie(h, "status", str(h.path), "--json").stdout)
+        gateways = {u["name"]: u["pid"] for u in out["processes"] if u["kind"] == "gateway"}
+        assert set(gateways) == {"gateway", "gateway.1"} and all(gateways.values()), out
+
+        # When senders connect one after another, each with a message of its own
+        for n in range(24):
+            with BlockingMLLPClient("127.0.0.1", port) as client:
+                assert ack_code(client.send(adt(n))) == "AA"
+        wait_for(lambda: completed(h, "Op") == 24, 60, "all 24 delivered")
+
+    # Then both gateway processes took connections and stored what they received
+    received = [
+        e.pid
+        for m in h.store.find(target="Router", limit=1000)
+        for e in h.store.events(m.message_id)
+        if e.event == "received"
+    ]
+    assert len(received) == 24
+    assert set(received) == set(gateways.values()), "the kernel spread connections over both"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from hie.messages import Envelope
@@ -22,10 +20,7 @@ def _overlap(a: Evidence, b: Evidence) -> bool:
 def test_prefork_item_runs_messages_in_two_os_processes_at_once(harness: Harness) -> None:
     harness.write([{"name": "Op", "class": OP, "pool": "prefork", "pool_size": 2}])
     worker = harness.start_worker("Op")
-    with ThreadPoolExecutor(4) as pool:
-        replies = list(
-            pool.map(lambda n: harness.request("Op", Work(label=f"m{n}", delay=1.0)), range(4))
-        )
+    replies = harness.request_all("Op", [Work(label=f"m{n}", delay=1.0) for n in range(4)])
     pids = {r.pid for r in replies}
     assert len(pids) == 2, f"expected two worker processes, saw pids {pids}"
     assert worker.pid not in pids, "prefork children, not the worker's main process, run tasks"
@@ -37,10 +32,7 @@ def test_prefork_item_runs_messages_in_two_os_processes_at_once(harness: Harness
 def test_threads_item_runs_four_messages_at_once_in_one_process(harness: Harness) -> None:
     harness.write([{"name": "Op", "class": OP, "pool": "threads", "pool_size": 4}])
     worker = harness.start_worker("Op")
-    with ThreadPoolExecutor(4) as pool:
-        replies = list(
-            pool.map(lambda n: harness.request("Op", Work(label=f"m{n}", delay=1.0)), range(4))
-        )
+    replies = harness.request_all("Op", [Work(label=f"m{n}", delay=1.0) for n in range(4)])
     assert {r.pid for r in replies} == {worker.pid}
     assert len({r.thread for r in replies}) == 4
     latest_start = max(r.started for r in replies)
@@ -195,8 +187,16 @@ def test_a_message_suspended_while_queued_is_not_handled(harness: Harness) -> No
 
 
 def test_an_error_past_failure_timeout_is_suspended_as_in_iris(harness: Harness) -> None:
-    harness.write([{"name": "Op", "class": OP, "pool": "solo",
-                    "settings": {"retry_interval": 0.2, "failure_timeout": 1.0}}])
+    harness.write(
+        [
+            {
+                "name": "Op",
+                "class": OP,
+                "pool": "solo",
+                "settings": {"retry_interval": 0.2, "failure_timeout": 1.0},
+            }
+        ]
+    )
     harness.start_worker("Op")
     envelope = harness.send("Op", Work(label="never", fail_times=1000))
     wait_for(lambda: harness.store.header(envelope.message_id).status == "suspended", 30, "suspend")

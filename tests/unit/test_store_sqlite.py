@@ -56,7 +56,7 @@ def test_migrated_schema_matches_the_models(store: MessageStore) -> None:
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0001_initial"
+    assert version == "0002_target_status_index"
 
 
 def test_in_memory_database_works_for_single_threaded_tools() -> None:
