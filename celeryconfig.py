@@ -31,6 +31,8 @@ def build(settings: Settings) -> dict[str, Any]:
         transport = {"confirm_publish": True}
     return {
         "broker_url": settings.broker_url,
+        # kombu's Redis transport, minus a client object per command (hie/transport.py).
+        "broker_transport": "hie.transport:Transport" if settings.broker_is_redis else None,
         "result_backend": settings.result_backend,
         "broker_transport_options": transport,
         "result_backend_transport_options": timeouts

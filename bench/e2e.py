@@ -162,7 +162,11 @@ class Bench:
                 "name": "In",
                 "class": "HL7TCPService",
                 "targets": ["Router"],
-                "settings": {"port": port, "ack_mode": "immediate"},
+                "settings": {
+                    "port": port,
+                    "ack_mode": "immediate",
+                    "processes": self.args.gateway_processes,
+                },
             },
             {
                 "name": "Router",
@@ -212,7 +216,9 @@ class Bench:
         parts.wait_port(self.ports["hie"])
         manager = int((self.tmp / "home" / "run" / self.name / "manager.pid").read_text())
         roots: dict[str, list[int]] = {"gateway": [], "router": [], "operation": []}
-        for pid in parts.tree(manager)[1:]:
+        # The manager's own children only: a group is a root and its descendants, so a prefork
+        # child listed as a root too would be counted twice.
+        for pid in parts.children(manager):
             line = parts.cmdline(pid)
             if "hie.cli gateway" in line:
                 roots["gateway"].append(pid)
@@ -496,6 +502,7 @@ def profile(bench: Bench) -> None:
             "200",
             "--subprocesses",
             "--nonblocking",
+            "--gil",
             "-d",
             seconds,
             "-o",
@@ -680,6 +687,9 @@ def main() -> None:
         "--broker-url", default=os.environ.get("HIE_BROKER_URL", "redis://127.0.0.1:6379/0")
     )
     p.add_argument("--queue-limit", type=int, default=200, help="max_queue_depth of each item")
+    p.add_argument(
+        "--gateway-processes", type=int, default=1, help="processes of the HL7TCPService item"
+    )
     p.add_argument("--scaling", type=int, default=2, help="router-alone rounds (0: skip)")
     p.add_argument("--scaling-messages", type=int, default=1000)
     p.add_argument("--drain-timeout", type=float, default=60.0)

@@ -371,6 +371,11 @@ def _children_map() -> dict[int, list[int]]:
     return kids
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid``."""
+    return sorted(_children_map().get(pid, []))
+
+
 def tree(pid: int, kids: dict[int, list[int]] | None = None) -> list[int]:
     """``pid`` and all its descendants (prefork children too)."""
     kids = kids if kids is not None else _children_map()

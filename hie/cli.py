@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,6 +141,8 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
     from hie.tasks.register import install_lifecycle, make_dispatcher, register_production
     from hie.tasks.routing import queue_name
 
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)  # the gateway's ACKs first (Settings.worker_nice)
     app = create_app(settings)
     dispatcher = make_dispatcher(app, production, settings, open_store(settings))
     runtimes = register_production(app, production, dispatcher, only=[item.name])

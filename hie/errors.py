@@ -14,7 +14,6 @@
     |   +-- RequestTimeoutError     no reply within the caller's timeout
     |   +-- SelfRequestError        a synchronous request to the caller's own item
     +-- StoreError                  the message store cannot save or load
-    +-- PublishError                stored, but the broker did not take it (recovery will)
 
 ``SkipMessage``, ``Retry``, ``Suspend`` and ``Fail`` are control flow raised by hosts and hooks,
 not errors.
@@ -111,10 +110,6 @@ class SelfRequestError(RequestError):
 
 class StoreError(HIEError):
     """The message store cannot save or load."""
-
-
-class PublishError(HIEError):
-    """A message was stored but the broker did not take it; the recovery sweeper publishes it."""
 
 
 class SkipMessage(Exception):

@@ -189,11 +189,13 @@ class Outbox:
         travels with them so ``failure_timeout`` counts from the first try.
         """
         tasks = self.pack(envelopes, countdown=countdown, first_attempt=first_attempt)
-        if not tasks:
-            return tasks
-        with self.app.producer_or_acquire() as producer, producer.batch(max_size=_PIPELINE):
-            for task in tasks:
-                self._send(task, producer)
+        with self.app.producer_or_acquire() as producer:
+            if len(tasks) == 1:
+                self._send(tasks[0], producer)  # a pipeline of one costs more than it saves
+            elif tasks:
+                with producer.batch(max_size=_PIPELINE):
+                    for task in tasks:
+                        self._send(task, producer)
         return tasks
 
     def _send(self, task: TaskMessage, producer: Any) -> None:

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = 3600
     # Seconds any broker round trip may block before it fails (never block forever).
     broker_socket_timeout: float = 5.0
+    # Worker processes run this much nicer (lower priority) than the gateway: a sender waiting
+    # for its ACK comes before delivery work that can wait a moment. 0: same priority.
+    worker_nice: int = Field(default=5, ge=0, le=19)
     # Task events for every task from the start. Off: they cost the workers a broker write per
     # task state; Flower turns them on itself (it asks the workers) while it watches.
     task_events: bool = False

@@ -6,10 +6,12 @@ Per connection, messages are handled one after another in the order they arrived
 2. decode it (item charset, else MSH-18, else the default) and read the MSH;
 3. give it ids and a session, one envelope per target, wait for room in the targets' queues
    (backpressure), and hand them to the group committer, whose thread commits them to the store
-   and then publishes them (packed with whatever else was committed with them, one broker round
-   trip): **nothing is acknowledged before it is stored and queued**, and the event loop never
+   (synced to disk): **nothing is acknowledged before it is stored**, and the event loop never
    blocks on the store or the broker;
-4. answer per ``ack_mode``; the ACK's own record rides along in the committer's next batch.
+4. answer per ``ack_mode``; meanwhile the committer publishes what it committed (packed with
+   whatever else was committed with it, one broker round trip; if the broker does not answer,
+   the messages wait in the store as queued and the recovery sweeper publishes them), and the
+   ACK's own record rides along in its next batch.
    A malformed message is stored with status error and gets AR with an ERR segment naming the
    problem.
 
@@ -28,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hie.adapters.mllp import Frame, MLLPFrameReader, MLLPTimeoutError, frame
-from hie.errors import HIEError, MLLPFramingError, PublishError
+from hie.errors import HIEError, MLLPFramingError
 from hie.hl7 import HL7Message, build_ack, build_nak_for_unreadable, python_codec, sniff_charset
 from hie.hosts.hl7_service import HL7TCPService, HL7TCPServiceSettings
 from hie.messages import BODY_TEXT, Envelope
@@ -50,6 +52,7 @@ class GatewayStats:
     received: int = 0
     acked: int = 0
     rejected: int = 0
+    #: Messages answered AE because the store did not take them.
     errors: int = 0
     refused_connections: int = 0
     #: Messages answered AE because a target queue stayed full.
@@ -179,10 +182,9 @@ class GatewayServer:
         saves = [SaveRequest(e, "queued", event="received", item=e.target) for e in envelopes]
         try:
             await self.committer.submit_many_async(saves)
-        except PublishError as exc:
-            return [await self._not_enqueued(message, envelopes, codec, exc)]
         except HIEError as exc:
             # Not stored, so not accepted: the sender keeps it and sends again.
+            self.stats.errors += 1
             log.error(
                 "%s cannot store message %s: %s", self.service.item_name, message.control_id, exc
             )
@@ -285,20 +287,3 @@ class GatewayServer:
         limit = self.settings.max_message_size
         reason = f"message of {item.size} bytes is larger than the limit of {limit} bytes"
         return await self._reject(item.payload, codec, reason)
-
-    async def _not_enqueued(
-        self, message: HL7Message, envelopes: list[Envelope], codec: str, exc: Exception
-    ) -> bytes:
-        reason = f"message {exc}"
-        self.stats.errors += 1
-        for envelope in envelopes:
-            # Mark it so recovery does not also send what the sender will send again.
-            await asyncio.to_thread(
-                self.store.set_status,
-                envelope.message_id,
-                "error",
-                error=reason,
-                item=self.service.item_name,
-                event="not_queued",
-            )
-        return build_ack(message, "AE", error=reason).encode(codec)

@@ -11,13 +11,10 @@ Celery child never reuses its parent's connections. Call ``after_fork()`` from
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -31,21 +28,20 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    bindparam,
     delete,
     exists,
     func,
-    insert,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, BODY_NONE, BODY_TEXT, Envelope
+from hie.store import writes
 from hie.store.engine import READ_ONLY, EngineHolder, parse_url
-from hie.store.hl7_fields import check_path, field_matches, msh_type_and_control_id
+from hie.store.writes import prepare
+from hie.store.hl7_fields import check_path, field_matches
 from hie.store.models import UNFINISHED, Body, DeliveryRow, EventRow, MessageRow, Status
 from hie.store.records import (
     AckRecord,
@@ -79,46 +75,6 @@ STATUS_EVENTS: dict[Status, str] = {
     Status.SKIPPED: "skipped",
 }
 
-# Statements built once: constructing them per call cost more than the SQL on SQLite.
-_INSERT_MESSAGES = insert(MESSAGES)
-_INSERT_EVENTS = insert(EVENTS)
-# insertmanyvalues keeps one round trip per batch and returns ids in input order.
-_INSERT_BODIES = insert(BODIES).returning(BODIES.c.body_id, sort_by_parameter_order=True)
-_FIND_BODY = select(BODIES.c.body_id).where(
-    BODIES.c.session_id == bindparam("session_id"),
-    BODIES.c.sha256 == bindparam("sha256"),
-    BODIES.c.content_type == bindparam("content_type"),
-)
-_FIND_BODIES = select(
-    BODIES.c.body_id, BODIES.c.session_id, BODIES.c.sha256, BODIES.c.content_type
-).where(
-    BODIES.c.session_id.in_(bindparam("session_ids", expanding=True)),
-    BODIES.c.sha256.in_(bindparam("hashes", expanding=True)),
-)
-
-_SET_ACK = (
-    update(MESSAGES)
-    .where(MESSAGES.c.message_id == bindparam("mid"))
-    .values(ack_code=bindparam("code"), ack_text=bindparam("text"), updated_at=bindparam("at"))
-)
-_SET_HOP_STATUS = (
-    update(MESSAGES)
-    .where(MESSAGES.c.message_id == bindparam("mid"))
-    .values(
-        status=bindparam("status"),
-        updated_at=bindparam("at"),
-        # A later success keeps the last error text; only a new error replaces it.
-        error=func.coalesce(bindparam("error", type_=MESSAGES.c.error.type), MESSAGES.c.error),
-    )
-)
-_FLAG_DUPLICATE = (
-    update(MESSAGES)
-    .where(MESSAGES.c.message_id == bindparam("mid"))
-    .values(possible_duplicate=True)
-)
-
-# Bound parameters per IN (...) list: far below SQLite's 32766 and PostgreSQL's 65535.
-_IN_CHUNK = 500
 _HEADER_COLUMNS = [c for c in MESSAGES.c if c.name != "headers"]
 
 
@@ -134,68 +90,9 @@ def _opt_id(value: UUID | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _describe(exc: SQLAlchemyError) -> str:
     # DBAPIError's own text repeats the SQL and its parameters (a 5 MB body, say); keep the cause.
     return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """A ``SaveRequest`` with its body hashed and its HL7 header read, done outside the lock."""
-
-    request: SaveRequest
-    content: str | None
-    content_type: str
-    sha256: str
-    msg_type: str | None
-    control_id: str | None
-
-    @property
-    def body_key(self) -> tuple[str, str, str]:
-        return (str(self.request.envelope.session_id), self.sha256, self.content_type)
-
-
-def _decode_raw(raw: str | bytes) -> str:
-    if isinstance(raw, str):
-        return raw
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        # Latin-1 maps every byte to one character, so the original bytes can be recovered.
-        return raw.decode("latin-1")
-
-
-def _prepare(request: SaveRequest) -> _Prepared:
-    env = request.envelope
-    content: str | None
-    content_type = env.body_type
-    if request.raw_body is not None:
-        content = _decode_raw(request.raw_body)
-        if content_type not in (BODY_HL7, BODY_TEXT):
-            content_type = BODY_HL7 if content.startswith("MSH") else BODY_TEXT
-    elif env.body_type == BODY_NONE:
-        content = None
-    elif env.body_type in (BODY_HL7, BODY_TEXT):
-        if not isinstance(env.body, str):
-            raise StoreError(
-                f"message {env.message_id}: a {env.body_type} body must be text, "
-                f"not {type(env.body).__name__}"
-            )
-        content = env.body
-    else:
-        content = json.dumps(env.body, separators=(",", ":"), ensure_ascii=False)
-    sha = hashlib.sha256(content.encode("utf-8", "surrogatepass")).hexdigest() if content else ""
-    msg_type, control_id = request.msg_type, request.control_id
-    if content_type == BODY_HL7 and content and (msg_type is None or control_id is None):
-        sniffed_type, sniffed_control = msh_type_and_control_id(content)
-        msg_type = msg_type if msg_type is not None else sniffed_type
-        control_id = control_id if control_id is not None else sniffed_control
-    return _Prepared(request, content, content_type, sha, msg_type, control_id)
 
 
 class MessageStore:
@@ -234,6 +131,7 @@ class MessageStore:
             durable=durable,
             echo=echo,
         )
+        self._hot = writes.HotWrites(self.url.get_backend_name())
 
     def __repr__(self) -> str:
         return f"MessageStore({self.url.render_as_string(hide_password=True)!r})"
@@ -309,97 +207,11 @@ class MessageStore:
 
     def save_many(self, requests: Iterable[SaveRequest | Envelope]) -> None:
         """Store many messages in one transaction: all of them, or none (group commit)."""
-        prepared = [_prepare(r if isinstance(r, SaveRequest) else SaveRequest(r)) for r in requests]
+        prepared = [prepare(r if isinstance(r, SaveRequest) else SaveRequest(r)) for r in requests]
         if not prepared:
             return
         with self._write(f"save {len(prepared)} message(s)") as conn:
-            self._save_in(conn, prepared)
-
-    def _save_in(self, conn: Connection, prepared: list[_Prepared]) -> None:
-        """Insert prepared messages, their bodies and their first events, in ``conn``."""
-        now = _now()
-        pid = os.getpid()
-        body_ids = self._body_ids(conn, prepared)
-        rows = [self._message_row(p, body_ids, now) for p in prepared]
-        conn.execute(_INSERT_MESSAGES, rows)
-        events = [
-            {
-                "message_id": str(p.request.envelope.message_id),
-                "session_id": str(p.request.envelope.session_id),
-                "at": now,
-                "event": p.request.event,
-                "item": p.request.item,
-                "pid": pid,
-                "duration_ms": None,
-                "detail": None,
-            }
-            for p in prepared
-            if p.request.event
-        ]
-        if events:
-            conn.execute(_INSERT_EVENTS, events)
-
-    @staticmethod
-    def _message_row(
-        p: _Prepared, body_ids: dict[tuple[str, str, str], int], now: datetime
-    ) -> dict[str, Any]:
-        env = p.request.envelope
-        return {
-            "message_id": str(env.message_id),
-            "session_id": str(env.session_id),
-            "correlation_id": _opt_id(env.correlation_id),
-            "parent_id": _opt_id(env.parent_id),
-            "source": env.source,
-            "target": env.target,
-            "msg_type": p.msg_type,
-            "control_id": p.control_id,
-            "priority": env.priority,
-            "status": str(Status(p.request.status)),
-            "created_at": env.created_at,
-            "updated_at": now,
-            "error": None,
-            "body_id": body_ids[p.body_key] if p.content is not None else None,
-            "ack_code": None,
-            "ack_text": None,
-            "key": env.key,
-            "possible_duplicate": False,
-            "attempts": 0,
-            "headers": json.dumps(env.headers) if env.headers else None,
-        }
-
-    @staticmethod
-    def _body_ids(conn: Connection, prepared: list[_Prepared]) -> dict[tuple[str, str, str], int]:
-        """Body id per (session, sha256, type): existing rows reused, missing ones inserted once."""
-        wanted = {p.body_key: p for p in prepared if p.content is not None}
-        found: dict[tuple[str, str, str], int] = {}
-        keys = list(wanted)
-        if len(keys) == 1:
-            session_id, sha, content_type = keys[0]
-            one = {"session_id": session_id, "sha256": sha, "content_type": content_type}
-            body_id = conn.execute(_FIND_BODY, one).scalars().first()
-            if body_id is not None:
-                found[keys[0]] = body_id
-        for chunk in _chunks(keys) if len(keys) > 1 else ():
-            params = {"session_ids": sorted({k[0] for k in chunk}), "hashes": [k[1] for k in chunk]}
-            for body_id, session_id, sha, content_type in conn.execute(_FIND_BODIES, params):
-                if (session_id, sha, content_type) in wanted:
-                    found.setdefault((session_id, sha, content_type), body_id)
-        missing = [k for k in keys if k not in found]
-        if missing:
-            rows_to_insert = [
-                {
-                    "session_id": key[0],
-                    "content_type": key[2],
-                    "content": wanted[key].content,
-                    "size": len(cast(str, wanted[key].content)),
-                    "sha256": key[1],
-                }
-                for key in missing
-            ]
-            result = conn.execute(_INSERT_BODIES, rows_to_insert)
-            for key, body_id in zip(missing, result.scalars(), strict=True):
-                found[key] = body_id
-        return found
+            self._hot.events(conn, self._hot.save(conn, prepared))
 
     # -- reading one message ---------------------------------------------------------------------
 
@@ -511,46 +323,7 @@ class MessageStore:
             session_id=session_id,
             at=values["updated_at"],
         )
-        self._insert_events(conn, [event_row])
-
-    def complete_hop(
-        self,
-        message_id: str | UUID,
-        item: str,
-        *,
-        duration_ms: float | None = None,
-        children: Sequence[Envelope] = (),
-        reply: Envelope | None = None,
-        events: Sequence[NewEvent] = (),
-    ) -> None:
-        """One item finished a message: all of it in ONE transaction.
-
-        The messages it sends on (``children``, saved as queued), its ``reply`` (completed), any
-        extra ``events``, the message's own status (completed) and the delivery record
-        (``message_id`` + ``item``) commit together. So a worker killed before the commit leaves
-        nothing half done (the message runs again, and what it sent was never published), and
-        one killed after it never repeats the hop.
-        """
-        mid = _id(message_id)
-        prepared = [
-            _prepare(SaveRequest(c, Status.QUEUED, event="queued", item=c.target)) for c in children
-        ]
-        if reply is not None:
-            prepared.append(
-                _prepare(SaveRequest(reply, Status.COMPLETED, event="reply", item=item))
-            )
-        with self._write(f"complete message {mid} at {item}") as conn:
-            if prepared:
-                self._save_in(conn, prepared)
-            if events:
-                self._insert_events(conn, list(events))
-            self._set_status_in(
-                conn, mid, Status.COMPLETED, None, item, "completed", None, duration_ms
-            )
-            row = {"message_id": mid, "target": item, "completed_at": _now()}
-            dialect = self.url.get_backend_name()
-            ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(DELIVERIES)
-            conn.execute(ins.on_conflict_do_nothing(), row)
+        self._hot.events(conn, [event_row])
 
     def set_ack(
         self,
@@ -575,39 +348,18 @@ class MessageStore:
         if acks:
             records = [AckRecord(_id(m), code, text, event, item) for m, code, text in acks]
             with self._write(f"record {len(records)} ACK(s)") as conn:
-                self._acks_in(conn, records)
+                self._hot.events(conn, self._hot.acks(conn, records, writes.now()))
 
     def write_batch(self, saves: Sequence[SaveRequest], acks: Sequence[AckRecord] = ()) -> None:
         """New messages and ACK records in one transaction: a gateway's group commit."""
-        prepared = [_prepare(r) for r in saves]
+        prepared = [prepare(r) for r in saves]
         if not prepared and not acks:
             return
         with self._write(f"save {len(prepared)} message(s), {len(acks)} ACK(s)") as conn:
-            if prepared:
-                self._save_in(conn, prepared)
+            events = self._hot.save(conn, prepared) if prepared else []
             if acks:
-                self._acks_in(conn, list(acks))
-
-    def _acks_in(self, conn: Connection, acks: list[AckRecord]) -> None:
-        now = _now()
-        conn.execute(
-            _SET_ACK,
-            [{"mid": a.message_id, "code": a.code, "text": a.text, "at": now} for a in acks],
-        )
-        self._insert_events(
-            conn,
-            [
-                NewEvent(
-                    a.message_id,
-                    a.event,
-                    item=a.item,
-                    detail=a.code if a.text is None else f"{a.code} {a.text}",
-                    session_id=a.session_id,
-                    at=now,
-                )
-                for a in acks
-            ],
-        )
+                events += self._hot.acks(conn, list(acks), writes.now())
+            self._hot.events(conn, events)
 
     def mark_possible_duplicate(
         self, message_id: str | UUID, detail: str | None = None, *, item: str | None = None
@@ -621,7 +373,7 @@ class MessageStore:
                 .values(possible_duplicate=True, updated_at=_now())
             )
             event = NewEvent(mid, "possible_duplicate", item=item, detail=detail)
-            self._insert_events(conn, [event])
+            self._hot.events(conn, [event])
 
     def record_event(
         self,
@@ -642,36 +394,7 @@ class MessageStore:
         batch = list(events)
         if batch:
             with self._write(f"record {len(batch)} event(s)") as conn:
-                self._insert_events(conn, batch)
-
-    @staticmethod
-    def _insert_events(conn: Connection, events: list[NewEvent]) -> None:
-        unknown = sorted({e.message_id for e in events if e.session_id is None})
-        sessions: dict[str, str] = {}
-        for chunk in _chunks(unknown):
-            rows = conn.execute(
-                select(MESSAGES.c.message_id, MESSAGES.c.session_id).where(
-                    MESSAGES.c.message_id.in_(chunk)
-                )
-            )
-            sessions.update({mid: sid for mid, sid in rows})
-        now = _now()
-        conn.execute(
-            _INSERT_EVENTS,
-            [
-                {
-                    "message_id": e.message_id,
-                    "session_id": e.session_id or sessions.get(e.message_id),
-                    "at": e.at or now,
-                    "event": e.event,
-                    "item": e.item,
-                    "pid": e.pid,
-                    "duration_ms": e.duration_ms,
-                    "detail": e.detail,
-                }
-                for e in events
-            ],
-        )
+                self._hot.events(conn, batch)
 
     # -- hops: what a worker writes for a batch of messages -------------------------------------
 
@@ -680,100 +403,19 @@ class MessageStore:
         envelopes: Sequence[Envelope],
         item: str,
         *,
-        possible_duplicate: str | None = None,
+        redelivered: Collection[str] = (),
     ) -> dict[str, Claim]:
         """Take a batch at ``item``, in one transaction: per message id, skip it or run it.
 
         Skipped: ``item`` already completed it (a redelivered or re-published copy), or an
         operator suspended or discarded it while its copy waited on the broker. The others move
-        to ``in_progress`` with one more attempt and a ``started`` event (with
-        ``possible_duplicate``: flagged too, e.g. a batch the broker redelivered to an
-        operation). A message the store has never seen (published by another client) is saved
-        first: the store is the record of everything a worker runs.
+        to ``in_progress`` with one more attempt and a ``started`` event; those whose ids are in
+        ``redelivered`` (copies the broker gave out before) are flagged as possible duplicates.
+        A message the store has never seen (published by another client) is saved first: the
+        store is the record of everything a worker runs.
         """
-        by_id = {_id(e.message_id): e for e in envelopes}
-        ids = list(by_id)
-        claims: dict[str, Claim] = {}
-        with self._write(f"claim {len(ids)} message(s) at {item}") as conn:
-            rows = {
-                mid: (Status(status), attempts)
-                for mid, status, attempts in conn.execute(
-                    select(MESSAGES.c.message_id, MESSAGES.c.status, MESSAGES.c.attempts).where(
-                        MESSAGES.c.message_id.in_(ids)
-                    )
-                )
-            }
-            done = {
-                mid
-                for (mid,) in conn.execute(
-                    select(DELIVERIES.c.message_id).where(
-                        DELIVERIES.c.target == item, DELIVERIES.c.message_id.in_(ids)
-                    )
-                )
-            }
-            unknown = [by_id[m] for m in ids if m not in rows and m not in done]
-            if unknown:
-                self._save_in(
-                    conn, [_prepare(SaveRequest(e, event="received", item=item)) for e in unknown]
-                )
-                rows.update({_id(e.message_id): (Status.QUEUED, 0) for e in unknown})
-            run: list[str] = []
-            for mid in ids:
-                status, attempts = rows.get(mid, (None, 0))
-                if mid in done:
-                    claims[mid] = Claim(skip="already completed")
-                elif status in (Status.SUSPENDED, Status.DISCARDED):
-                    claims[mid] = Claim(skip=f"it is {status}")
-                else:
-                    claims[mid] = Claim(attempt=attempts + 1)
-                    run.append(mid)
-            if run:
-                self._start_in(conn, [by_id[m] for m in run], claims, item, possible_duplicate)
-        return claims
-
-    def _start_in(
-        self,
-        conn: Connection,
-        envelopes: list[Envelope],
-        claims: dict[str, Claim],
-        item: str,
-        possible_duplicate: str | None,
-    ) -> None:
-        now = _now()
-        ids = [_id(e.message_id) for e in envelopes]
-        values: dict[str, Any] = {
-            "status": str(Status.IN_PROGRESS),
-            "updated_at": now,
-            "attempts": MESSAGES.c.attempts + 1,
-        }
-        if possible_duplicate is not None:
-            values["possible_duplicate"] = True
-        conn.execute(update(MESSAGES).where(MESSAGES.c.message_id.in_(ids)).values(values))
-        events = [
-            NewEvent(
-                mid,
-                "started",
-                item=item,
-                detail=f"attempt {claims[mid].attempt}",
-                session_id=str(e.session_id),
-                at=now,
-            )
-            for mid, e in zip(ids, envelopes, strict=True)
-        ]
-        if possible_duplicate is not None:
-            events += [
-                NewEvent(
-                    mid,
-                    "possible_duplicate",
-                    item,
-                    possible_duplicate,
-                    None,
-                    str(e.session_id),
-                    now,
-                )
-                for mid, e in zip(ids, envelopes, strict=True)
-            ]
-        self._insert_events(conn, events)
+        with self._write(f"claim {len(envelopes)} message(s) at {item}") as conn:
+            return self._hot.claim(conn, envelopes, item, set(redelivered))
 
     def record_hops(self, records: Sequence[HopRecord], *, running: Sequence[str] = ()) -> None:
         """How a batch's hops ended, ALL in one transaction.
@@ -788,81 +430,8 @@ class MessageStore:
         """
         if not records and not running:
             return
-        prepared = [
-            _prepare(SaveRequest(c, Status.QUEUED, event="queued", item=c.target))
-            for r in records
-            for c in r.children
-        ]
-        prepared += [
-            _prepare(SaveRequest(r.reply, Status.COMPLETED, event="reply", item=r.item))
-            for r in records
-            if r.reply is not None
-        ]
-        now = _now()
-        pid = os.getpid()
         with self._write(f"record {len(records)} hop(s)") as conn:
-            if prepared:
-                self._save_in(conn, prepared)
-            if records:
-                conn.execute(
-                    _SET_HOP_STATUS,
-                    [
-                        {"mid": r.message_id, "status": str(r.status), "at": now, "error": r.error}
-                        for r in records
-                    ],
-                )
-                self._hop_extras_in(conn, records, now, pid)
-            if running:
-                conn.execute(
-                    update(MESSAGES)
-                    .where(
-                        MESSAGES.c.message_id.in_(list(running)),
-                        MESSAGES.c.status == str(Status.IN_PROGRESS),
-                    )
-                    .values(updated_at=now)
-                )
-
-    def _hop_extras_in(
-        self, conn: Connection, records: Sequence[HopRecord], now: datetime, pid: int
-    ) -> None:
-        """The events, ACKs, duplicate flags and delivery records of ``records``.
-
-        Each message's events go in the order they happened: the host's own, the ACK it got,
-        the duplicate flag, then the event that ends the hop.
-        """
-        events: list[dict[str, Any]] = []
-        acks: list[dict[str, Any]] = []
-        duplicates: list[dict[str, Any]] = []
-        delivered: list[dict[str, Any]] = []
-        for r in records:
-            row = {"message_id": r.message_id, "session_id": r.session_id, "at": now, "pid": pid}
-            row |= {"item": r.item, "duration_ms": None}
-            events += [{**row, "event": name, "detail": detail} for name, detail in r.events]
-            if r.ack is not None:
-                code, text = r.ack
-                acks.append({"mid": r.message_id, "code": code, "text": text, "at": now})
-                said = code if text is None else f"{code} {text}"
-                events.append({**row, "event": "ack_received", "detail": said})
-            if r.possible_duplicate is not None:
-                duplicates.append({"mid": r.message_id})
-                events.append(
-                    {**row, "event": "possible_duplicate", "detail": r.possible_duplicate}
-                )
-            detail = r.detail if r.detail is not None else r.error
-            events.append({**row, "event": r.event, "duration_ms": r.duration_ms, "detail": detail})
-            if r.delivered:
-                delivered.append(
-                    {"message_id": r.message_id, "target": r.item, "completed_at": now}
-                )
-        if acks:
-            conn.execute(_SET_ACK, acks)
-        if duplicates:
-            conn.execute(_FLAG_DUPLICATE, duplicates)
-        conn.execute(_INSERT_EVENTS, events)
-        if delivered:
-            dialect = self.url.get_backend_name()
-            ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(DELIVERIES)
-            conn.execute(ins.on_conflict_do_nothing(), delivered)
+            self._hot.record(conn, records, running)
 
     def waiting(self, targets: Sequence[str]) -> dict[str, int]:
         """How many messages wait for each item in ``targets`` (queued: on the broker, retrying
@@ -884,52 +453,6 @@ class MessageStore:
         return counts
 
     # -- idempotent delivery ---------------------------------------------------------------------
-
-    def mark_delivered(self, message_id: str | UUID, target: str) -> bool:
-        """Record that ``target`` finished ``message_id``; False if it was already recorded.
-
-        Exactly one of any number of racing callers gets True, on both backends: the primary key
-        (message_id, target) decides, not a read-then-write.
-        """
-        row = {"message_id": _id(message_id), "target": target, "completed_at": _now()}
-        dialect = self.url.get_backend_name()
-        if dialect in ("sqlite", "postgresql"):
-            ins = (sqlite.insert if dialect == "sqlite" else postgresql.insert)(DELIVERIES)
-            with self._write(f"mark message {row['message_id']} delivered") as conn:
-                return conn.execute(ins.on_conflict_do_nothing(), row).rowcount == 1
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(DELIVERIES), row)
-            return True
-        except IntegrityError:
-            return False
-
-    def is_delivered(self, message_id: str | UUID, target: str) -> bool:
-        """True once ``mark_delivered(message_id, target)`` has been recorded."""
-        mid = _id(message_id)
-        with self._read(f"read deliveries of {mid}") as conn:
-            query = select(
-                exists().where(DELIVERIES.c.message_id == mid, DELIVERIES.c.target == target)
-            )
-            return bool(conn.execute(query).scalar())
-
-    def hop_state(self, message_id: str | UUID, target: str) -> tuple[bool, Status | None]:
-        """In one read: whether ``target`` already completed the message, and its status
-        (None when the message is not stored). What a worker checks before it starts a hop."""
-        mid = _id(message_id)
-        delivered = (
-            select(func.count())
-            .select_from(DELIVERIES)
-            .where(DELIVERIES.c.message_id == mid, DELIVERIES.c.target == target)
-            .scalar_subquery()
-        )
-        with self._read(f"read the state of {mid}") as conn:
-            row = conn.execute(
-                select(MESSAGES.c.status, delivered).where(MESSAGES.c.message_id == mid)
-            ).one_or_none()
-            if row is None:
-                return bool(conn.execute(select(delivered)).scalar()), None
-        return bool(row[1]), Status(row[0])
 
     # -- searching -------------------------------------------------------------------------------
 
@@ -1110,7 +633,7 @@ class MessageStore:
             if session_id is None:
                 return False
             event = NewEvent(mid, "requeued", detail=detail, session_id=session_id, at=now)
-            self._insert_events(conn, [event])
+            self._hot.events(conn, [event])
             return True
 
     def events_after(

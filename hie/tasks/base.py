@@ -21,10 +21,13 @@ from hie.flow import CircuitBreaker, Throttle
 from hie.hooks import HookChain
 from hie.messages import Envelope
 from hie.tasks import replies
-from hie.tasks.hop import Hop, Raise
+from hie.tasks.drain import Drainer, Taken
+from hie.tasks.hop import RETRYING, Hop, Raise
 from hie.tasks.ordering import PARKED, KeyHold
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from hie.hosts.base import Host
     from hie.production import Item, Production
     from hie.tasks.routing import Dispatcher
@@ -49,6 +52,7 @@ class ItemRuntime:
     _throttle: Throttle | None = None
     _hold: KeyHold | None = None
     _extras_ready: bool = False
+    _drainer: Drainer | None = None
 
     def _extras(self) -> None:
         if self._extras_ready:
@@ -79,6 +83,12 @@ class ItemRuntime:
         """Per-key holds of an item ordered by key over partitions."""
         self._extras()
         return self._hold
+
+    def drainer(self, app: Celery) -> Drainer:
+        """This process's drainer (one broker connection per thread, opened on first use)."""
+        if self._drainer is None:
+            self._drainer = Drainer(app)
+        return self._drainer
 
     @property
     def host(self) -> Host:
@@ -119,31 +129,66 @@ class HostTask(Task):  # type: ignore[misc]
     def handle(
         self, batch: list[dict[str, Any]] | dict[str, Any], first_attempt: float | None
     ) -> Any:
-        """Run the task's messages; for a task of one, return (or raise) what it answers."""
+        """Run the task's messages, and more waiting in the queue; for a task of one message,
+        return (or raise) what it answers."""
         wires = batch if isinstance(batch, list) else [batch]  # one envelope: an older sender
-        envelopes = [Envelope.from_wire(w) for w in wires]
+        taken = self._take_more(len(wires)) if first_attempt is None else []
         delivery = self.request.delivery_info or {}
-        hop = Hop(
-            self.runtime,
-            first_attempt=first_attempt,
-            redelivered=bool(delivery.get("redelivered")),
-        )
+        mine = [Envelope.from_wire(w) for w in wires]
+        theirs = [[Envelope.from_wire(w) for w in t.wires] for t in taken]
+        redelivered = {str(e.message_id) for e in mine} if delivery.get("redelivered") else set()
+        for t, envelopes in zip(taken, theirs, strict=True):
+            if t.redelivered:
+                redelivered |= {str(e.message_id) for e in envelopes}
+        hop = Hop(self.runtime, first_attempt=first_attempt, redelivered=redelivered)
+        claimed = False
+
+        def acknowledge() -> None:
+            nonlocal claimed
+            claimed = True
+            for t in taken:  # recorded as in progress: the store holds them now
+                t.ack()
+
         try:
-            results = hop.run(envelopes)
+            results = hop.run(mine + [e for es in theirs for e in es], on_claimed=acknowledge)
         except StoreError as exc:
             # Nothing of the uncommitted part was published (the outbox publishes after the
             # commit) and the claim skips what was committed: running the task again is safe.
             log.warning("%s cannot record its messages now: %s", self.runtime.item.name, exc)
+            if not claimed:
+                for t in taken:
+                    t.requeue()
             interval = self.runtime.host.settings.retry_interval
             raise self._again(wires, first_attempt, interval, exc) from exc
+        self._answer(taken, theirs, results[len(mine) :])
         if hop.retry_task is not None:
             delay, first = hop.retry_task
             raise self._again(wires, first, delay, None)
-        if len(results) != 1:
+        if len(mine) != 1:
             return None
         if isinstance(results[0], Raise):
             raise results[0].error
-        return None if results[0] is PARKED else results[0]
+        return None if results[0] in (PARKED, RETRYING) else results[0]
+
+    def _take_more(self, have: int) -> list[Taken]:
+        """More tasks of this item waiting in its queue, up to its ``batch_size`` messages."""
+        room = self.runtime.host.settings.batch_size - have
+        if room <= 0:
+            return []
+        queue = (self.request.delivery_info or {}).get("routing_key") or self.queue
+        return self.runtime.drainer(self.app).take(queue, self.name, room)
+
+    def _answer(self, taken: list[Taken], theirs: list[list[Envelope]], results: list[Any]) -> None:
+        """Store the result of each taken task whose sender waits for it (one message each)."""
+        at = 0
+        for t, envelopes in zip(taken, theirs, strict=True):
+            mine, at = results[at : at + len(envelopes)], at + len(envelopes)
+            if not t.keep_result or len(mine) != 1 or mine[0] in (PARKED, RETRYING):
+                continue
+            if isinstance(mine[0], Raise):
+                self.backend.mark_as_failure(t.task_id, mine[0].error)
+            else:
+                self.backend.mark_as_done(t.task_id, mine[0])
 
     def _again(
         self,

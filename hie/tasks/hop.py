@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from hie.errors import Fail, Retry, SkipMessage, Suspend
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT = 0.05
 #: Seconds between clock resets of a batch's messages while it waits for room downstream.
 HEARTBEAT = 5.0
+#: What a message answers when it runs again later (not its final answer).
+RETRYING = "hie-retrying"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +66,8 @@ class Hop:
         runtime: the item's host, hooks and dispatcher in this process.
         first_attempt: when these messages were first tried, for a retry (``failure_timeout``
             counts from it); None: each message's first attempt is now, when its turn comes.
-        redelivered: the broker gave this task out before and never got its ack.
+        redelivered: ids of messages whose copy the broker gave out before (never acknowledged:
+            the worker died while it ran them).
         resuming: the messages are a parked key's, run by its resume task.
     """
 
@@ -72,7 +76,7 @@ class Hop:
         runtime: ItemRuntime,
         *,
         first_attempt: float | None = None,
-        redelivered: bool = False,
+        redelivered: Collection[str] = (),
         resuming: bool = False,
     ) -> None:
         self.runtime = runtime
@@ -91,15 +95,22 @@ class Hop:
         self._resumes: list[tuple[str, float]] = []
         self._since = time.monotonic()
 
-    def run(self, envelopes: list[Envelope]) -> list[Any]:
-        """Run every message; returns what each one answers (its reply wire, a marker, None)."""
+    def run(
+        self, envelopes: list[Envelope], on_claimed: Callable[[], None] | None = None
+    ) -> list[Any]:
+        """Run every message; returns what each one answers (its reply wire, a marker, None,
+        or ``RETRYING`` for one that runs again later).
+
+        ``on_claimed`` is called once the claim committed (the messages are recorded as in
+        progress).
+        """
         host = self.runtime.host  # on_init and on_start on first use in this process
         self._single = len(envelopes) == 1
-        duplicate = None
-        if self.redelivered and host.kind == "operation":
-            # The worker died while it ran: the peer may already have had these messages.
-            duplicate = "redelivered by the broker"
-        claims = self.store.claim(envelopes, self.item, possible_duplicate=duplicate)
+        # An operation's redelivered copy may already have reached the peer: flag it.
+        redelivered = self.redelivered if host.kind == "operation" else ()
+        claims = self.store.claim(envelopes, self.item, redelivered=redelivered)
+        if on_claimed is not None:
+            on_claimed()
         results: list[Any] = []
         for index, envelope in enumerate(envelopes):
             results.append(self._one(envelope, claims[str(envelope.message_id)]))
@@ -278,7 +289,7 @@ class Hop:
             self.retry_task = (verdict.delay, first)
         else:
             self._retries.append((envelope, verdict.delay, first))
-        return None
+        return RETRYING
 
     def _record(
         self,

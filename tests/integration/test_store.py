@@ -18,7 +18,7 @@ from sqlalchemy import event, func, select
 
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, Envelope
-from hie.store import GroupCommitter, MessageStore, NewEvent, SaveRequest, Status
+from hie.store import GroupCommitter, HopRecord, MessageStore, NewEvent, SaveRequest, Status
 from hie.store.store import BODIES, DELIVERIES, EVENTS, MESSAGES
 from tests.integration.test_store_postgres import pg_admin, pg_url  # noqa: F401 - fixtures
 
@@ -220,30 +220,37 @@ def test_counts_by_status(store: MessageStore) -> None:
 # -- idempotent delivery -------------------------------------------------------------------------
 
 
-def test_mark_delivered_wins_exactly_once_among_racing_threads(store: MessageStore) -> None:
-    # Given 12 threads that finished the same message for the same target (a redelivered task)
+def test_racing_records_of_one_hop_leave_one_delivery(store: MessageStore) -> None:
+    # Given 12 threads that finished the same message at the same item (a redelivered task)
     sent = hl7_envelope()
     store.save(sent)
     racers = 12
     barrier = threading.Barrier(racers)
-    results: list[bool] = []
+    record = HopRecord(
+        str(sent.message_id), str(sent.session_id), "HL7.Out", Status.COMPLETED, "completed",
+        delivered=True,
+    )  # fmt: skip
+    errors: list[BaseException] = []
 
     def deliver() -> None:
         barrier.wait()
-        results.append(store.mark_delivered(sent.message_id, "HL7.Out"))
+        try:
+            store.record_hops([record])
+        except BaseException as exc:
+            errors.append(exc)
 
-    # When they all record the delivery at once
+    # When they all record it at once
     threads = [threading.Thread(target=deliver) for _ in range(racers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
 
-    # Then exactly one was first, and the delivery is known
-    assert sorted(results) == [False] * (racers - 1) + [True]
-    assert store.is_delivered(sent.message_id, "HL7.Out")
-    assert not store.is_delivered(sent.message_id, "Other.Out")
-    assert store.mark_delivered(sent.message_id, "Other.Out")
+    # Then none failed, one delivery row stands, and only that item counts as done
+    assert errors == []
+    assert count(store, DELIVERIES) == 1
+    assert store.claim([sent], "HL7.Out")[str(sent.message_id)].skip == "already completed"
+    assert store.claim([sent], "Other.Out")[str(sent.message_id)].skip is None
 
 
 # -- group commit --------------------------------------------------------------------------------
@@ -452,7 +459,11 @@ def test_purge_removes_old_finished_sessions_with_their_rows(store: MessageStore
     failed = old_session(Status.ERROR)
     recent = old_session(Status.COMPLETED, days=1)
     store.save_many(done + failed + recent)
-    store.mark_delivered(done[0].envelope.message_id, "Out")
+    first = done[0].envelope
+    store.record_hops(
+        [HopRecord(str(first.message_id), str(first.session_id), "Out", Status.COMPLETED,
+                   "completed", delivered=True)]
+    )  # fmt: skip
 
     # When purging beyond 30 days in small batches
     removed = store.purge(30, batch_size=3)

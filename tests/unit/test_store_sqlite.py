@@ -6,6 +6,7 @@ import multiprocessing
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -16,7 +17,7 @@ from sqlalchemy import text
 
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, Envelope
-from hie.store import MessageStore, Status
+from hie.store import HopRecord, MessageStore, Status
 from hie.store.hl7_fields import check_path, field_matches, msh_type_and_control_id
 from hie.store.models import Base
 
@@ -186,13 +187,70 @@ def test_field_matching_never_raises_on_any_text(raw: str, value: str) -> None:
     msh_type_and_control_id("MSH" + raw)
 
 
-def test_hop_state_reads_delivery_and_status_in_one_call(tmp_path: Path) -> None:
+def _adt(n: int = 1) -> Envelope:
+    return Envelope.wrap(f"MSH|^~\\&|A|B|C|D|20260101||ADT^A01|X{n}|P|2.5\r", target="Op")
+
+
+def _record(envelope: Envelope, item: str, **fields: Any) -> HopRecord:
+    base: dict[str, Any] = {"status": Status.COMPLETED, "event": "completed", "delivered": True}
+    return HopRecord(str(envelope.message_id), str(envelope.session_id), item, **(base | fields))
+
+
+def test_claim_takes_what_may_run_and_says_why_it_skips_the_rest(tmp_path: Path) -> None:
     store = MessageStore(f"sqlite:///{tmp_path / 'hop.db'}")
     store.migrate()
-    envelope = Envelope.wrap("MSH|^~\\&|A|B|C|D|20260101||ADT^A01|X1|P|2.5\r", target="Op")
-    assert store.hop_state(envelope.message_id, "Op") == (False, None)
-    store.save(envelope)
-    assert store.hop_state(envelope.message_id, "Op") == (False, Status.QUEUED)
-    store.complete_hop(envelope.message_id, "Op", duration_ms=1.0)
-    assert store.hop_state(envelope.message_id, "Op") == (True, Status.COMPLETED)
-    assert store.hop_state(envelope.message_id, "Other") == (False, Status.COMPLETED)
+    # Given a queued message, one already completed at Op, one suspended, one never stored
+    queued, done, held, stranger = (_adt(n) for n in range(4))
+    store.save_many([queued, done, held])
+    store.claim([done], "Op")
+    store.record_hops([_record(done, "Op")])
+    store.set_status(held.message_id, "suspended")
+
+    # When a worker of Op claims all four, the first copy redelivered by the broker
+    claims = store.claim([queued, done, held, stranger], "Op", redelivered={str(queued.message_id)})
+
+    # Then the queued and the unknown message run (the unknown one is stored now) ...
+    assert claims[str(queued.message_id)].attempt == 1
+    assert claims[str(stranger.message_id)].attempt == 1
+    assert store.header(stranger.message_id).status is Status.IN_PROGRESS
+    assert store.header(queued.message_id).status is Status.IN_PROGRESS
+    assert store.header(queued.message_id).possible_duplicate
+    # ... and the others are skipped with their reason
+    assert claims[str(done.message_id)].skip == "already completed"
+    assert claims[str(held.message_id)].skip == "it is suspended"
+    # A second claim of the same message is its second attempt; another item may run it too
+    assert store.claim([queued], "Op")[str(queued.message_id)].attempt == 2
+    assert store.claim([done], "Other")[str(done.message_id)].skip is None
+
+
+def test_recorded_hops_write_status_children_ack_and_delivery_in_order(tmp_path: Path) -> None:
+    store = MessageStore(f"sqlite:///{tmp_path / 'hop.db'}")
+    store.migrate()
+    # Given a claimed message whose hop sent a child and got an ACK
+    sent = _adt()
+    store.save(sent)
+    store.claim([sent], "Op")
+    child = sent.child(sent.body, target="Next", source="Op")
+    record = _record(
+        sent, "Op", duration_ms=2.5, children=(child,), events=(("rule", "all -> Next"),),
+        ack=("AE", "unknown patient"), possible_duplicate="sent, no ACK",
+    )  # fmt: skip
+
+    # When it is recorded (and once more by a redelivered task that got as far as its commit)
+    store.record_hops([record])
+    store.record_hops([_record(sent, "Op")], running=[str(child.message_id)])
+
+    # Then the message is completed with its ACK, flagged, and delivered once
+    header = store.header(sent.message_id)
+    assert (header.status, header.ack_code, header.ack_text) == (
+        Status.COMPLETED, "AE", "unknown patient",
+    )  # fmt: skip
+    assert header.possible_duplicate
+    assert store.claim([sent], "Op")[str(sent.message_id)].skip == "already completed"
+    # ... the child is queued for its target, sharing the body of its parent
+    assert store.header(child.message_id).status is Status.QUEUED
+    assert store.header(child.message_id).body_id == header.body_id
+    assert store.waiting(["Next", "Op"]) == {"Next": 1, "Op": 0}
+    # ... and the trail says what happened in the order it happened
+    trail = [e.event for e in store.events(sent.message_id)][:6]
+    assert trail == ["stored", "started", "rule", "ack_received", "possible_duplicate", "completed"]
