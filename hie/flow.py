@@ -16,8 +16,14 @@ from typing import Any
 import redis
 from kombu.connection import Connection
 
-#: Redis priority lists of one queue: kombu names them ``<queue>`` and ``<queue>:<step>``.
+#: Redis priority steps of a queue (``celeryconfig``: ten, 0 served first).
 _REDIS_STEPS = range(10)
+
+
+def redis_lists(queue: str) -> list[str]:
+    """The Redis lists kombu keeps for ``queue``, in the order it serves them: ``<queue>`` for
+    step 0, ``<queue>:<step>`` for the others."""
+    return [queue if step == 0 else f"{queue}:{step}" for step in _REDIS_STEPS]
 
 
 class QueueDepth:
@@ -30,7 +36,8 @@ class QueueDepth:
         self._cache: dict[str, tuple[float, int]] = {}
         self._local = threading.local()
 
-    def _client(self) -> Any:
+    def client(self) -> Any:
+        """This thread's broker client (a ``redis.Redis``, or a kombu connection)."""
         client = getattr(self._local, "client", None)
         if client is None:
             if self._redis:
@@ -40,14 +47,18 @@ class QueueDepth:
             self._local.client = client
         return client
 
+    def read_lists(self, queue: str) -> list[int]:
+        """Redis only: the length of each of ``queue``'s lists (``redis_lists``), one round trip."""
+        pipe = self.client().pipeline()
+        for name in redis_lists(queue):
+            pipe.llen(name)
+        return [int(n) for n in pipe.execute()]
+
     def read(self, queue: str) -> int:
         """The depth now, from the broker (no cache)."""
-        client = self._client()
+        client = self.client()
         if self._redis:
-            pipe = client.pipeline()
-            for step in _REDIS_STEPS:
-                pipe.llen(queue if step == 0 else f"{queue}:{step}")
-            return int(sum(pipe.execute()))
+            return sum(self.read_lists(queue))
         try:
             _, count, _ = client.default_channel.queue_declare(queue=queue, passive=True)
             return int(count)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
+from functools import lru_cache
 from uuid import uuid4
 
 from hie.errors import HL7ParseError
@@ -45,7 +47,13 @@ def new_control_id() -> str:
 
 def hl7_now() -> str:
     """The current local time as an HL7 DTM with its UTC offset (``20240101120000+0100``)."""
-    return datetime.now().astimezone().strftime("%Y%m%d%H%M%S%z")
+    return _dtm(int(time.time()))
+
+
+@lru_cache(maxsize=2)
+def _dtm(second: int) -> str:
+    # Second resolution: one formatting per second, however many ACKs go out in it.
+    return datetime.fromtimestamp(second).astimezone().strftime("%Y%m%d%H%M%S%z")
 
 
 def build_ack(

@@ -126,8 +126,12 @@ class HotWrites:
     # -- values and statement text ---------------------------------------------------------------
     def ts(self, value: datetime) -> Any:
         """A timestamp as the backend's ``DateTime`` column takes it (see the module docstring)."""
-        value = value.astimezone(UTC)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f") if self.sqlite else value
+        if not self.sqlite:
+            return value
+        if value.utcoffset():
+            value = value.astimezone(UTC)
+        # SQLAlchemy's SQLite DateTime format; isoformat is several times faster than strftime.
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def marks(self, count: int) -> str:
         """``?, ?, ?`` (or ``%s, ...``): ``count`` parameter markers."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
+from celery.app.trace import get_actual_ignore_result
 
 from hie.errors import StoreError
 from hie.flow import CircuitBreaker, Throttle
@@ -132,7 +133,9 @@ class HostTask(Task):  # type: ignore[misc]
         """Run the task's messages, and more waiting in the queue; for a task of one message,
         return (or raise) what it answers."""
         wires = batch if isinstance(batch, list) else [batch]  # one envelope: an older sender
-        taken = self._take_more(len(wires)) if first_attempt is None else []
+        # A retry, or a request someone waits on, goes alone; anything else takes company.
+        alone = first_attempt is not None or not get_actual_ignore_result(self, self.request)
+        taken = [] if alone else self._take_more(len(wires))
         delivery = self.request.delivery_info or {}
         mine = [Envelope.from_wire(w) for w in wires]
         theirs = [[Envelope.from_wire(w) for w in t.wires] for t in taken]
@@ -151,16 +154,17 @@ class HostTask(Task):  # type: ignore[misc]
 
         try:
             results = hop.run(mine + [e for es in theirs for e in es], on_claimed=acknowledge)
-        except StoreError as exc:
+        except BaseException as exc:
+            if not claimed:
+                for t in reversed(taken):  # back in the order they were taken
+                    t.requeue()
+            if not isinstance(exc, StoreError):
+                raise
             # Nothing of the uncommitted part was published (the outbox publishes after the
             # commit) and the claim skips what was committed: running the task again is safe.
             log.warning("%s cannot record its messages now: %s", self.runtime.item.name, exc)
-            if not claimed:
-                for t in taken:
-                    t.requeue()
             interval = self.runtime.host.settings.retry_interval
             raise self._again(wires, first_attempt, interval, exc) from exc
-        self._answer(taken, theirs, results[len(mine) :])
         if hop.retry_task is not None:
             delay, first = hop.retry_task
             raise self._again(wires, first, delay, None)
@@ -177,18 +181,6 @@ class HostTask(Task):  # type: ignore[misc]
             return []
         queue = (self.request.delivery_info or {}).get("routing_key") or self.queue
         return self.runtime.drainer(self.app).take(queue, self.name, room)
-
-    def _answer(self, taken: list[Taken], theirs: list[list[Envelope]], results: list[Any]) -> None:
-        """Store the result of each taken task whose sender waits for it (one message each)."""
-        at = 0
-        for t, envelopes in zip(taken, theirs, strict=True):
-            mine, at = results[at : at + len(envelopes)], at + len(envelopes)
-            if not t.keep_result or len(mine) != 1 or mine[0] in (PARKED, RETRYING):
-                continue
-            if isinstance(mine[0], Raise):
-                self.backend.mark_as_failure(t.task_id, mine[0].error)
-            else:
-                self.backend.mark_as_done(t.task_id, mine[0])
 
     def _again(
         self,

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from hie.messages import Envelope
 from hie.store import Status
+from hie.tasks.routing import AWAIT
 from tests.hosts import Work
 from tests.integration.harness import Harness, wait_for
 from tests.peers import MLLPPeer
@@ -151,3 +153,31 @@ def test_an_ordered_item_keeps_order_across_batches_while_one_message_fails(
     tasks = _journal(harness, "done")
     assert len({tasks[x][0] for x in labels}) == 5
     assert _journal(harness, "fail")["m06"] == [tasks["m06"][0]] * 2, "retried in its own task"
+
+
+def test_a_worker_takes_waiting_tasks_into_its_batch_and_a_request_goes_alone(
+    harness: Harness,
+) -> None:
+    # Given a FIFO operation whose queue fills while no worker runs: ten messages sent one by
+    # one (ten tasks), a request someone waits for, then five more
+    harness.write([{"name": "Op", "class": "tests.hosts:TaskJournalOperation", "fifo": True}])
+    labels = [f"m{n:02d}" for n in range(15)]
+    for label in labels[:10]:
+        harness.send("Op", Work(label=label))
+    request = Envelope.wrap(Work(label="req"), target="Op", source="test", headers={AWAIT: "sync"})
+    result = harness.dispatcher.send(request)
+    for label in labels[10:]:
+        harness.send("Op", Work(label=label))
+
+    # When the worker starts
+    harness.start_worker("Op")
+    wait_for(lambda: len(_journal(harness, "done")) == 16, 60, "all sixteen delivered")
+
+    # Then the waiting tasks were taken into batches, in order, the request alone between them
+    order = [e.split(":")[1] for e in harness.journal() if e.startswith("done:")]
+    assert order == [*labels[:10], "req", *labels[10:]]
+    tasks = _journal(harness, "done")
+    assert len({tasks[x][0] for x in labels[:10]}) == 1, "ten tasks taken into one batch"
+    assert len({tasks[x][0] for x in labels[10:]}) == 1, "and the five after the request"
+    assert tasks["req"][0] not in {tasks["m00"][0], tasks["m10"][0]}, "the request went alone"
+    assert result is not None and result.get(timeout=30) is None, "its caller got its answer"
