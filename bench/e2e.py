@@ -162,11 +162,8 @@ class Bench:
                 "name": "In",
                 "class": "HL7TCPService",
                 "targets": ["Router"],
-                "settings": {
-                    "port": port,
-                    "ack_mode": "immediate",
-                    "processes": self.args.gateway_processes,
-                },
+                "settings": {"port": port, "ack_mode": "immediate"}
+                | ({"processes": n} if (n := self.args.gateway_processes) > 1 else {}),
             },
             {
                 "name": "Router",
