@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -264,22 +265,25 @@ class Bench:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                # As HIE's workers in the bench (HIE_LOG_LEVEL=WARNING): no log line per task.
                 "--loglevel",
-                "INFO",
+                "WARNING",
             ]
             roots[hop] = [self.spawn(argv, f"b3_{hop}", **b3env).pid]
         for hop in ("hop1", "hop2"):
-            self._wait_log(f"b3_{hop}", " ready.")
+            self._wait_b3(f"{hop}.{self.b3}@{socket.gethostname()}", f"b3_{hop}")
         self.groups["B3"] = {**roots, "broker": [self.redis_pid], "sink": [sink.pid]}
 
-    def _wait_log(self, log: str, text: str, timeout: float = 60.0) -> None:
-        path = self.tmp / f"{log}.log"
+    def _wait_b3(self, node: str, log: str, timeout: float = 60.0) -> None:
+        """Wait until the B3 worker ``node`` answers a ping (it logs nothing at WARNING)."""
+        from bench.bare_pipeline import app
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if path.exists() and text in path.read_text(errors="replace"):
+            if app.control.ping(destination=[node], timeout=0.5):
                 return
-            time.sleep(0.2)
-        raise RuntimeError(f"{log} not ready: {path.read_text(errors='replace')[-2000:]}")
+        text = (self.tmp / f"{log}.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{node} not ready: {text}")
 
     # -- one measurement ------------------------------------------------------------------------
     def measure(self, system: str, mode: str, rnd: int, rate: float) -> Measurement:
@@ -529,7 +533,6 @@ IDLE = {
     "_epoll.poll",
     "_worker",
     "GroupCommitter._run",
-    "Publisher._run",
     "select",
     "poll",
     "Connection._recv",

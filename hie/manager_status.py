@@ -232,10 +232,18 @@ def full_status(
     running: dict[str, Any] | None,
     overrides: dict[str, bool],
 ) -> list[ItemStatus]:
-    """Join the manager's snapshot (None: not running) with broker depths and store counts."""
+    """Join the manager's snapshot (None: not running) with what waits and what was done.
+
+    Queue depth is the messages waiting for each item, from the store (a task on the broker may
+    carry several); without a store, the tasks on the broker.
+    """
     live = {i["name"]: i for i in (running or {}).get("items", [])}
     workers = [i.name for i in production.items if production.host_class(i.name).kind != "service"]
-    depths = queue_depths(settings, [queue_name(production.name, n) for n in workers])
+    if store is not None:
+        waiting = store.waiting(workers)
+        depths = {queue_name(production.name, n): waiting[n] for n in workers}
+    else:
+        depths = queue_depths(settings, [queue_name(production.name, n) for n in workers])
     counts = item_counts(store, production) if store is not None else {}
     rows = []
     for item in production.items:

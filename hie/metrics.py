@@ -2,7 +2,8 @@
 
 Per-item counters come from the message store (the record, shared by every process, so any one
 process can serve them): ``hie_item_received_total``, ``hie_item_completed_total``,
-``hie_item_failed_total``, ``hie_item_retried_total``. ``hie_queue_depth`` comes from the broker.
+``hie_item_failed_total``, ``hie_item_retried_total``, and ``hie_queue_depth``: the messages
+waiting for each item (what backpressure counts, whatever number of tasks carry them).
 ``hie_end_to_end_seconds`` observes, once per message completed at an operation, the time from
 the first message of its session being stored to that completion. ``hie_ack_seconds`` (receipt to
 ACK written) is fed by the gateway's listeners.
@@ -28,7 +29,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from hie.tasks.routing import queue_name
 
 if TYPE_CHECKING:
     from hie.production import Production
@@ -69,7 +69,7 @@ class ProductionCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The production's counters and queue depths, read now."""
-        from hie.manager_status import item_counts, queue_depths
+        from hie.manager_status import item_counts
 
         name = self.production.name
         labels = ["production", "item"]
@@ -93,18 +93,17 @@ class ProductionCollector(Collector):
             families["failed"].add_metric([name, item], c.failed)
             families["retried"].add_metric([name, item], c.retried)
         yield from families.values()
-        text = "Messages waiting in the item's queue."
+        text = "Messages waiting for the item (queued: on the broker, retrying or parked)."
         depth = GaugeMetricFamily("hie_queue_depth", text, labels=labels)
         kinds = {i.name: self.production.host_class(i.name).kind for i in self.production.items}
         workers = [n for n, kind in kinds.items() if kind != "service"]
         try:
-            depths = queue_depths(self.settings, [queue_name(name, n) for n in workers])
+            depths = self.store.waiting(workers)
         except Exception as exc:
             log.warning("metrics: cannot read queue depths: %s", exc)
             depths = {}
-        for item in workers:
-            if queue_name(name, item) in depths:
-                depth.add_metric([name, item], depths[queue_name(name, item)])
+        for item, waiting in depths.items():
+            depth.add_metric([name, item], waiting)
         yield depth
 
     def observe_completions(self) -> None:

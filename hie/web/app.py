@@ -247,10 +247,7 @@ def items_page(request: Request) -> Response:
     status = control.send_command(sock, "status", timeout=2.0)
     states = status.data.get("items") if status.ok else None
     views = items.overview(
-        viewer.production,
-        viewer.store,
-        viewer.settings.broker_url,
-        states if isinstance(states, dict) else None,
+        viewer.production, viewer.store, states if isinstance(states, dict) else None
     )
     return render(
         request,

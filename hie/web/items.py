@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Table, func, select
 
 from hie.store.models import MessageRow
-from hie.tasks.routing import queue_name
 
 if TYPE_CHECKING:
     from hie.production import Production
@@ -44,27 +43,6 @@ class ItemView:
         return sum(self.counts.values()) / (WINDOW.total_seconds() / 60)
 
 
-def queue_depths(broker_url: str, production: str, items: list[str]) -> dict[str, int]:
-    """Waiting tasks per item, from Redis; empty when the broker is not Redis or is down."""
-    if not broker_url.startswith(("redis://", "rediss://")):
-        return {}
-    import redis
-
-    client = redis.Redis.from_url(broker_url, socket_timeout=2, socket_connect_timeout=2)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for item in items:
-            name = queue_name(production, item)
-            for key in [name, *(f"{name}:{p}" for p in range(1, 10))]:
-                pipe.llen(key)
-        lengths = pipe.execute()
-    except redis.RedisError:
-        return {}
-    finally:
-        client.close()
-    return {item: sum(lengths[i * 10 : i * 10 + 10]) for i, item in enumerate(items)}
-
-
 def recent_counts(store: MessageStore, since: datetime) -> dict[str, dict[str, int]]:
     """``{target: {status: n}}`` for messages created since ``since``."""
     m = _MESSAGES.c
@@ -84,12 +62,12 @@ def recent_counts(store: MessageStore, since: datetime) -> dict[str, dict[str, i
 def overview(
     production: Production,
     store: MessageStore,
-    broker_url: str,
     states: dict[str, Any] | None = None,
 ) -> list[ItemView]:
-    """Every item with its queue depth, last-hour counts, last error and (if known) state."""
+    """Every item with its queue depth (messages waiting for it), last-hour counts, last error
+    and (if known) state."""
     names = [i.name for i in production.items]
-    depths = queue_depths(broker_url, production.name, names)
+    depths = store.waiting(names)
     counts = recent_counts(store, datetime.now(UTC) - WINDOW)
     views = []
     for item in production.items:
