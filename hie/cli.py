@@ -28,11 +28,15 @@ def _production(path: str) -> Any:
     return load_production(path)
 
 
-def open_store(settings: Settings) -> Any:
-    """The message store for ``settings``, migrated to the current schema."""
+def open_store(settings: Settings, *, durable: bool = False) -> Any:
+    """The message store for ``settings``, migrated to the current schema.
+
+    ``durable``: for processes that take custody of inbound messages (a service deletes its source
+    file or answers its sender once the message is stored): each commit survives a power cut.
+    """
     from hie.store import MessageStore
 
-    store = MessageStore(settings.database_url)
+    store = MessageStore(settings.database_url, durable=durable)
     store.migrate()
     return store
 
@@ -143,8 +147,12 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
 
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # the gateway's ACKs first (Settings.worker_nice)
+    from hie.hosts.service import BusinessService
+
     app = create_app(settings)
-    dispatcher = make_dispatcher(app, production, settings, open_store(settings))
+    # A service's first commit is its custody of the message; a hop's records can be replayed.
+    durable = issubclass(production.host_class(item.name), BusinessService)
+    dispatcher = make_dispatcher(app, production, settings, open_store(settings, durable=durable))
     runtimes = register_production(app, production, dispatcher, only=[item.name])
     queue = queue_name(production.name, item.name)
     pool, size = args.pool or item.pool, args.concurrency or item.pool_size

@@ -104,9 +104,11 @@ class MessageStore:
         pool_size: connections kept open per process.
         max_overflow: extra connections allowed under load.
         busy_timeout_ms: how long a SQLite writer waits for the write lock before failing.
-        durable: sync every SQLite commit to disk (``synchronous=FULL``), for writes that gate an
-            ACK; otherwise SQLite syncs at checkpoints (``NORMAL``: a power cut may lose the last
-            transactions, never corrupts). PostgreSQL commits are durable either way.
+        durable: every commit is on disk when it returns (SQLite ``synchronous=FULL``,
+            PostgreSQL ``synchronous_commit=on``), for writes that take custody of a message (the
+            gateway's before its ACK, a service's). Otherwise a power cut may lose the last few
+            commits, never corrupts them (SQLite ``NORMAL``, PostgreSQL ``synchronous_commit=off``):
+            for hop records, which a restart replays.
         echo: log every SQL statement (debugging only).
 
     Every method raises ``StoreError`` when the database refuses or does not answer.

@@ -102,3 +102,19 @@ def test_tables_are_created_in_the_test_schema_only(pg_url: str, pg_admin: Engin
         )
     store.dispose()
     assert {"messages", "bodies", "events", "deliveries", "alembic_version"} <= tables
+
+
+def test_only_durable_stores_wait_for_the_log_flush_at_commit(pg_url: str) -> None:
+    # Given the gateway's store (its commit gates an ACK) and a worker's store (hop records a
+    # restart can replay)
+    gateway, worker = MessageStore(pg_url, durable=True), MessageStore(pg_url)
+    try:
+        # Then only the gateway's commits wait until PostgreSQL's log is on disk
+        for store, expected in ((gateway, "on"), (worker, "off")):
+            with store.engine.connect() as conn:
+                assert conn.execute(text("SHOW synchronous_commit")).scalar() == expected
+                # and the connection still sees the URL's own options (the test schema)
+                assert conn.execute(text("SHOW search_path")).scalar().startswith("hie_test_")
+    finally:
+        gateway.dispose()
+        worker.dispose()

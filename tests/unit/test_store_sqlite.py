@@ -53,6 +53,17 @@ def test_missing_parent_folder_is_created_and_pragmas_are_set(store: MessageStor
     }
 
 
+def test_a_durable_store_syncs_every_commit(tmp_path: Path) -> None:
+    # Given the store the gateway opens (its commit gates an ACK)
+    durable = MessageStore(f"sqlite:///{tmp_path / 'hie.db'}", durable=True)
+    try:
+        with durable.engine.connect() as conn:
+            # Then each commit syncs the log (synchronous FULL is 2), not only at checkpoints
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    finally:
+        durable.dispose()
+
+
 def test_migrated_schema_matches_the_models(store: MessageStore) -> None:
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
