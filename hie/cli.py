@@ -141,9 +141,9 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
     from celery import signals
 
     from hie.celery_app import create_app
+    from hie.tasks.dispatcher import queue_name
     from hie.tasks.ordering import partition_queue, resume_parked
     from hie.tasks.register import install_lifecycle, make_dispatcher, register_production
-    from hie.tasks.routing import queue_name
 
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # the gateway's ACKs first (Settings.worker_nice)

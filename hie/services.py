@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from hie.hosts.service import BusinessService
 from hie.production import Production
-from hie.tasks.routing import Dispatcher
+from hie.tasks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 

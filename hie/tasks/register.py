@@ -15,7 +15,7 @@ from celery import signals
 
 from hie.hooks import HookChain, load_hook
 from hie.tasks.base import HostTask, ItemRuntime
-from hie.tasks.routing import Dispatcher, item_queue, queue_name
+from hie.tasks.dispatcher import Dispatcher, item_queue, queue_name
 
 if TYPE_CHECKING:
     from celery import Celery
