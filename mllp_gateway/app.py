@@ -17,10 +17,10 @@ import signal
 from dataclasses import dataclass, field
 
 from hie.celery_app import create_app
-from hie.hosts.hl7_service import HL7TCPService
+from hie.hosts.hl7_tcp import HL7TCPService
 from hie.manager import effective_production, load_state
 from hie.production import Production
-from hie.services import ServiceRunner
+from hie.service_runner import ServiceRunner
 from hie.settings import Settings
 from hie.store import GroupCommitter, MessageStore
 from hie.tasks.register import make_dispatcher

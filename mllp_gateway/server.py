@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from hie.adapters.mllp import Frame, MLLPFrameReader, MLLPTimeoutError, frame
 from hie.errors import HIEError, MLLPFramingError
 from hie.hl7 import HL7Message, build_ack, build_nak_for_unreadable, python_codec, sniff_charset
-from hie.hosts.hl7_service import HL7TCPService, HL7TCPServiceSettings
+from hie.hosts.hl7_tcp import HL7TCPService, HL7TCPServiceSettings
 from hie.messages import BODY_TEXT, Envelope
 from hie.store import SaveRequest
 from mllp_gateway.acks import AckPlan, plan_acks, wait_for_session

@@ -1,18 +1,36 @@
-"""HL7TCPService: the inbound MLLP business service (IRIS ``EnsLib.HL7.Service.TCPService``).
+"""HL7 over MLLP (TCP): the inbound ``HL7TCPService`` and the outbound ``HL7TCPOperation``.
 
-The service's listener is run by the gateway (``mllp_gateway``), which frames, stores, enqueues
-and acknowledges each message; this class holds the item's settings and what to do per message.
+``HL7TCPService`` (IRIS ``EnsLib.HL7.Service.TCPService``): its listener is run by the gateway
+(``mllp_gateway``), which frames, stores, enqueues and acknowledges each message; this class holds
+the item's settings and what to do per message.
+
+``HL7TCPOperation`` (IRIS ``EnsLib.HL7.Operation.TCPOperation``) sends each message over MLLP and
+decides what its ACK means with IRIS ``ReplyCodeActions`` (``hie.hl7.reply_code_actions``).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import threading
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from hie.adapters.mllp import BlockingMLLPClient
+from hie.errors import ConfigError, DeliveryError, Fail, HL7ParseError, MessageError, Suspend
+from hie.hl7 import HL7Message
+from hie.hl7.reply_code_actions import (
+    DEFAULT_REPLY_CODE_ACTIONS,
+    Decision,
+    Reply,
+    ReplyCodeActions,
+)
 from hie.hosts.base import ItemSettings
+from hie.hosts.operation import BusinessOperation
 from hie.hosts.service import BusinessService
+
+log = logging.getLogger(__name__)
 
 AckMode = Literal["never", "immediate", "application", "msh"]
 
@@ -90,3 +108,177 @@ class HL7TCPService(BusinessService):
             if value in settings.priority_map:
                 return max(0, min(9, settings.priority_map[value]))
         return self.item.priority
+
+
+class HL7TCPOperationSettings(ItemSettings):
+    """Where and how an HL7 TCP operation sends (IRIS IPAddress, Port, ConnectTimeout ...)."""
+
+    host: str
+    port: int = Field(ge=1, le=65535)
+    #: Seconds to open the connection (IRIS ConnectTimeout).
+    connect_timeout: float = Field(default=5.0, gt=0)
+    #: Seconds to wait for the ACK (IRIS ResponseTimeout).
+    response_timeout: float = Field(default=30.0, gt=0)
+    #: Keep the connection open between messages (IRIS StayConnected: 0 means no, -1 or any
+    #: other number yes; idle disconnects are not timed).
+    stay_connected: bool = True
+    reply_code_actions: str = DEFAULT_REPLY_CODE_ACTIONS
+    #: Charset to send in (HL7 name or codec); None sends in the one MSH-18 names.
+    charset: str | None = None
+    max_ack_size: int = Field(default=1 << 20, gt=0)
+    framing: str = "MLLP"
+
+    @field_validator("stay_connected", mode="before")
+    @classmethod
+    def _iris_stay_connected(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value != 0
+        return value
+
+    @field_validator("reply_code_actions")
+    @classmethod
+    def _valid_actions(cls, value: str) -> str:
+        try:
+            ReplyCodeActions.parse(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    @field_validator("framing")
+    @classmethod
+    def _mllp_only(cls, value: str) -> str:
+        if value.strip().upper() != "MLLP":
+            raise ValueError(
+                f"framing {value!r} is not supported; HL7TCPOperation sends MLLP frames only "
+                "(0x0B message 0x1C 0x0D)"
+            )
+        return "MLLP"
+
+
+class HL7TCPOperation(BusinessOperation):
+    """Sends HL7 messages over MLLP and applies ``reply_code_actions`` to each ACK.
+
+    The bytes sent are the message as stored, in its own charset (or ``charset``), never
+    re-serialised. The reply is the ACK as an ``HL7Message``; its MSA-1 and MSA-3 are recorded on
+    the message in the store. One connection per worker slot: a thread of a threads pool, or a
+    prefork child; opened on first use and again after any failure.
+    """
+
+    Settings: ClassVar[type[ItemSettings]] = HL7TCPOperationSettings
+    settings: HL7TCPOperationSettings
+
+    def on_init(self) -> None:
+        """Prepare the per-thread connections; they open on first use, after any fork."""
+        self.actions = ReplyCodeActions.parse(self.settings.reply_code_actions)
+        self._local = threading.local()
+        self._clients: list[BlockingMLLPClient] = []
+        self._clients_lock = threading.Lock()
+
+    def on_tear_down(self) -> None:
+        """Close every connection this process opened."""
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+
+    @property
+    def peer(self) -> str:
+        """``host:port`` of the receiver, for messages."""
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _client(self) -> BlockingMLLPClient:
+        client: BlockingMLLPClient | None = getattr(self._local, "client", None)
+        if client is None:
+            s = self.settings
+            client = BlockingMLLPClient(
+                s.host,
+                s.port,
+                connect_timeout=s.connect_timeout,
+                response_timeout=s.response_timeout,
+                max_ack_size=s.max_ack_size,
+            )
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
+    def on_message(self, request: Any) -> Any:
+        """Send ``request``, read its ACK, and act on it; the reply is the ACK."""
+        msg = request if isinstance(request, HL7Message) else HL7Message(str(request))
+        payload = msg.encode(self.settings.charset)
+        client = self._client()
+        try:
+            raw_ack = self._exchange(client, payload, msg)
+        finally:
+            if not self.settings.stay_connected:
+                client.close()
+        if raw_ack is None:
+            return None  # an error the reply code actions let pass (C or W on E / X)
+        ack, reply = self._read_ack(raw_ack, msg)
+        self._record_ack(ack, raw_ack, reply)
+        self._apply(self.actions.evaluate(reply), msg)
+        return ack
+
+    def _exchange(
+        self, client: BlockingMLLPClient, payload: bytes, msg: HL7Message
+    ) -> bytes | None:
+        if not client.connected:
+            client.connect()  # a failure here never reached the peer: a plain retry
+        try:
+            return client.send(payload)
+        except DeliveryError as exc:
+            if not str(exc).startswith("cannot connect"):
+                # The bytes may have reached the peer and only the ACK been lost: whatever
+                # happens next (retry, resend), the receiver may see this message twice.
+                self.trail.possible_duplicate(f"sent to {self.peer}, no ACK came back: {exc}")
+            decision = self.actions.evaluate(Reply(error=str(exc)))
+            if decision.action == "R" and decision.then == "F":
+                raise
+            self._apply(decision, msg)
+            return None
+
+    def _read_ack(self, raw: bytes, sent: HL7Message) -> tuple[HL7Message | None, Reply]:
+        try:
+            ack = HL7Message(raw)
+        except (HL7ParseError, MessageError):
+            # Not an HL7 message at all: it has no MSA to read, which is what :~ is for.
+            return None, Reply(msa1=None, type_matches=False)
+        if "MSA" not in ack.segment_names():
+            return ack, Reply(msa1=None, type_matches=ack.message_code == "ACK")
+        return ack, Reply(
+            msa1=ack.get("MSA-1"),
+            control_id_matches=ack.get_raw("MSA-2") == sent.control_id,
+            type_matches=ack.message_code == "ACK",
+        )
+
+    def _record_ack(self, ack: HL7Message | None, raw: bytes, reply: Reply) -> None:
+        text: str | None
+        if ack is None:
+            code, text = "", f"unreadable reply: {raw[:200]!r}"
+        else:
+            code, text = reply.msa1 or "", ack.get("MSA-3") or None
+        self.trail.ack(code, text)
+
+    def _apply(self, decision: Decision, msg: HL7Message) -> None:
+        where = f"message {msg.control_id!r} to {self.peer}"
+        for warning in decision.warnings:
+            log.warning("%s %s: %s", self.item_name, where, warning)
+            self.trail.event("warning", warning)
+        reason = f"{where}: {decision.reason}"
+        if decision.action == "C":
+            return
+        if decision.action == "R":
+            if decision.then == "F":
+                raise Fail(f"{reason}; retrying", after_retries=True)
+            return self._suspend(f"{reason}; retried", decision.then, after_retries=True)
+        if decision.action == "F":
+            raise Fail(reason)
+        self._suspend(reason, decision.action, after_retries=False)
+
+    def _suspend(self, reason: str, action: str, *, after_retries: bool) -> None:
+        if action == "D":
+            # Disabling an item from inside its own worker is not available yet: the message is
+            # kept, suspended, which is what IRIS does to it before it disables the item.
+            reason += "; disable (D) is not supported, the message was suspended instead"
+            log.error("%s: %s", self.item_name, reason)
+        raise Suspend(reason, after_retries=after_retries)
