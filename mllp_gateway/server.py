@@ -29,8 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hie.adapters.mllp import Frame, MLLPFrameReader, MLLPTimeoutError, frame
-from hie.errors import HIEError, MLLPFramingError
+from hie.adapters.mllp import Frame, MLLPFrameReader, frame
+from hie.errors import HIEError, MLLPFramingError, MLLPTimeoutError
 from hie.hl7 import HL7Message, build_ack, build_nak_for_unreadable, python_codec, sniff_charset
 from hie.hosts.hl7_tcp import HL7TCPService, HL7TCPServiceSettings
 from hie.messages import BODY_TEXT, Envelope

@@ -18,7 +18,15 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from hie.adapters.mllp import BlockingMLLPClient
-from hie.errors import ConfigError, DeliveryError, Fail, HL7ParseError, MessageError, Suspend
+from hie.errors import (
+    ConfigError,
+    DeliveryError,
+    Fail,
+    HL7ParseError,
+    MessageError,
+    PeerUnreachableError,
+    Suspend,
+)
 from hie.hl7 import HL7Message
 from hie.hl7.reply_code_actions import (
     DEFAULT_REPLY_CODE_ACTIONS,
@@ -227,7 +235,7 @@ class HL7TCPOperation(BusinessOperation):
         try:
             return client.send(payload)
         except DeliveryError as exc:
-            if not str(exc).startswith("cannot connect"):
+            if not isinstance(exc, PeerUnreachableError):
                 # The bytes may have reached the peer and only the ACK been lost: whatever
                 # happens next (retry, resend), the receiver may see this message twice.
                 self.trail.possible_duplicate(f"sent to {self.peer}, no ACK came back: {exc}")
