@@ -1,4 +1,4 @@
-"""The ``manage.py`` / ``hie`` commands (CONTRACT.md).
+"""The ``manage.py`` / ``hie`` commands (the README's "Commands" table lists them).
 
 Exit status: 0 ok, 1 a failure the output explains, 2 bad usage.
 """

@@ -105,8 +105,6 @@ class HL7TCPService(BusinessService):
     """Receives HL7 v2 over MLLP; each message goes to every target (see ``mllp_gateway``)."""
 
     Settings: ClassVar[type[ItemSettings]] = HL7TCPServiceSettings
-    #: Messages from this service carry this priority unless the item sets one.
-    default_priority: ClassVar[int | None] = None
 
     def message_priority(self, message: Any) -> int | None:
         """Priority of an inbound message: from ``priority_from`` if it maps, else the item's."""

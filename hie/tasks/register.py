@@ -127,7 +127,7 @@ def install_lifecycle(runtimes: dict[str, ItemRuntime], *, pool: str, run_dir: P
     """Start hosts in the processes that run tasks, stop them at exit, and announce readiness.
 
     Prefork runs tasks in forked children (``worker_process_init``); threads and solo run them in
-    the worker process itself (``worker_init``).
+    the worker process itself, where hosts start once the worker is ready (``worker_ready``).
     """
 
     def start_hosts(**_: Any) -> None:
