@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
-from hie.hooks import HookChain, load_hook
+from hie.hooks import hooks_for
 from hie.tasks.base import HostTask, ItemRuntime
 from hie.tasks.dispatcher import Dispatcher, item_queue, queue_name
 
@@ -68,12 +68,11 @@ def register_production(
     for item in task_items(production):
         if only is not None and item.name not in only:
             continue
-        hooks = HookChain([load_hook(p) for p in [*production.hooks, *item.hooks]])
         runtime = ItemRuntime(
             production=production,
             item=item,
             host_class=production.host_class(item.name),
-            hooks=hooks,
+            hooks=hooks_for(production, item),
             dispatcher=dispatcher,
             state_url=_state_url(app),
         )
