@@ -17,6 +17,7 @@ import signal
 from dataclasses import dataclass, field
 
 from hie.celery_app import create_app
+from hie.hooks import hooks_for
 from hie.hosts.hl7_tcp import HL7TCPService
 from hie.manager import effective_production, load_state
 from hie.production import Production
@@ -62,6 +63,7 @@ class Gateway:
             service = host_class(item, self.production, dispatcher=self.dispatcher)
             if self.process >= service.settings.processes:  # type: ignore[attr-defined]
                 continue
+            service.hooks = hooks_for(self.production, item)
             service.on_init()
             server = GatewayServer(
                 service, store=self.store, committer=self.committer, outbox=self.dispatcher.outbox

@@ -102,9 +102,29 @@ class HL7TCPServiceSettings(ItemSettings):
 
 
 class HL7TCPService(BusinessService):
-    """Receives HL7 v2 over MLLP; each message goes to every target (see ``mllp_gateway``)."""
+    """Receives HL7 v2 over MLLP; each message goes to every target (see ``mllp_gateway``).
+
+    Example (a subclass that drops test messages)::
+
+        class ADTIn(HL7TCPService):
+            def on_message(self, data):
+                if data.get("MSH-11") == "T":
+                    raise SkipMessage("test message")
+                return data
+    """
 
     Settings: ClassVar[type[ItemSettings]] = HL7TCPServiceSettings
+
+    def on_message(self, data: Any) -> Any:
+        """What the gateway sends on for each HL7 message it received, before it is stored.
+
+        Return the ``HL7Message`` to send to every target: ``data`` itself or a changed copy.
+        Raise ``SkipMessage`` to keep it from every target (stored as skipped, acknowledged); any
+        other error stores it as an error and answers AE, so the sender keeps it. The gateway
+        calls this in a thread, inside the item's hooks, and only when a subclass overrides it or
+        hooks are set: otherwise nothing runs per message.
+        """
+        return data
 
     def message_priority(self, message: Any) -> int | None:
         """Priority of an inbound message: from ``priority_from`` if it maps, else the item's."""
