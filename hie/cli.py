@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,6 @@ from hie.errors import ConfigError, HIEError, ProductionError
 from hie.settings import Settings, get_settings
 
 log = logging.getLogger("hie")
-
-Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _production(path: str) -> Any:
