@@ -28,7 +28,7 @@ from hie.messages import Envelope, Message
 
 if TYPE_CHECKING:
     from hie.production import Production
-    from hie.tasks.routing import Dispatcher
+    from hie.tasks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The ``manage.py`` / ``hie`` commands (CONTRACT.md).
+"""The ``manage.py`` / ``hie`` commands (the README's "Commands" table lists them).
 
 Exit status: 0 ok, 1 a failure the output explains, 2 bad usage.
 """
@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,6 @@ from hie.errors import ConfigError, HIEError, ProductionError
 from hie.settings import Settings, get_settings
 
 log = logging.getLogger("hie")
-
-Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _production(path: str) -> Any:
@@ -141,9 +139,9 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
     from celery import signals
 
     from hie.celery_app import create_app
+    from hie.tasks.dispatcher import queue_name
     from hie.tasks.ordering import partition_queue, resume_parked
     from hie.tasks.register import install_lifecycle, make_dispatcher, register_production
-    from hie.tasks.routing import queue_name
 
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # the gateway's ACKs first (Settings.worker_nice)

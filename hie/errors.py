@@ -9,7 +9,10 @@
     |   +-- HL7ParseError           malformed HL7 v2 (no MSH, bad delimiters, ...)
     +-- AdapterError                talking to the outside world failed
     |   +-- MLLPFramingError        bytes on an MLLP connection are not a valid frame
+    |   |   +-- MLLPTimeoutError    a frame did not start (Idle...) or end (Frame...) in time
     |   +-- DeliveryError           a peer refused or never acknowledged a message
+    |       +-- PeerUnreachableError    no connection could be opened: nothing was sent
+    |       +-- ConnectionLostError     the peer closed or reset before any byte of a reply
     +-- RequestError                a request between hosts failed
     |   +-- RequestTimeoutError     no reply within the caller's timeout
     |   +-- SelfRequestError        a synchronous request to the caller's own item
@@ -92,8 +95,32 @@ class MLLPFramingError(AdapterError):
     """Bytes on an MLLP connection are not a valid frame."""
 
 
+class MLLPTimeoutError(MLLPFramingError, TimeoutError):
+    """A timeout while reading MLLP frames; ``except TimeoutError`` catches it too."""
+
+
+class MLLPIdleTimeoutError(MLLPTimeoutError):
+    """No frame started within the idle timeout (the connection is quiet, not broken)."""
+
+
+class MLLPFrameTimeoutError(MLLPTimeoutError):
+    """A frame started but its end block did not arrive within the frame timeout."""
+
+
 class DeliveryError(AdapterError):
     """A peer refused, or never acknowledged, a message."""
+
+
+class PeerUnreachableError(DeliveryError):
+    """No connection to the peer could be opened, so nothing of the message reached it."""
+
+
+class ConnectionLostError(DeliveryError):
+    """The peer closed or reset the connection before any byte of a reply came back.
+
+    On a connection that was reused, the client tries once more on a fresh one: the peer may
+    simply have closed it while it was idle.
+    """
 
 
 class RequestError(HIEError):

@@ -1,5 +1,9 @@
 """Per-message hooks (middleware) around every host, listed on the production or on one item.
 
+Processes and operations run them around each message of a task; services around each inbound
+unit (an HL7 message the gateway received, a file or a message of a file), before it is stored:
+there ``message`` is an envelope of what arrived, with no target yet.
+
 ``before_process`` runs in list order and ``after_process`` in reverse, so a hook wraps everything
 listed after it. ``after_process`` always runs for a hook whose ``before_process`` ran, with
 ``result=`` or ``error=``. ``on_error`` runs (reverse order) when the host or a later hook raised.
@@ -30,6 +34,7 @@ from hie.errors import ConfigError, Retry, SkipMessage
 if TYPE_CHECKING:
     from hie.hosts.base import Host
     from hie.messages import Envelope
+    from hie.production import Item, Production
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +134,8 @@ class HookChain:
                     log.error("hook %s.after_process failed: %r", hook.name, hook_exc)
 
 
-def load_hook(path: str) -> MessageHook:
-    """Instantiate a hook from ``package.module:Class`` or ``package.module.Class``."""
+def hook_class(path: str) -> type[MessageHook]:
+    """The hook class at ``package.module:Class`` or ``package.module.Class``; ``ConfigError``."""
     module_name, sep, attr = path.partition(":")
     if not sep:
         module_name, _, attr = path.rpartition(".")
@@ -140,4 +145,14 @@ def load_hook(path: str) -> MessageHook:
         raise ConfigError(f"hook {path!r} cannot be imported: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, MessageHook)):
         raise ConfigError(f"hook {path!r} is not a MessageHook subclass")
-    return cls()
+    return cls
+
+
+def load_hook(path: str) -> MessageHook:
+    """Instantiate a hook from ``package.module:Class`` or ``package.module.Class``."""
+    return hook_class(path)()
+
+
+def hooks_for(production: Production, item: Item) -> HookChain:
+    """The hooks around ``item``'s messages: the production's, then the item's own."""
+    return HookChain([load_hook(p) for p in [*production.hooks, *item.hooks]])

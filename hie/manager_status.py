@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from hie.tasks.routing import queue_name
+from hie.tasks.dispatcher import queue_name
 
 if TYPE_CHECKING:
     from hie.manager import Supervisor

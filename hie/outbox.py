@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 from hie.errors import ConfigError
 from hie.messages import Envelope
+from hie.tasks.dispatcher import AWAIT, broker_priority, queue_name
 from hie.tasks.ordering import message_key, partition_of, partition_queue
-from hie.tasks.routing import AWAIT, broker_priority, queue_name
 
 if TYPE_CHECKING:
     from celery import Celery

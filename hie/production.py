@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hie.errors import ConfigError, Problem, ProductionError
+from hie.hooks import hook_class
 
 if TYPE_CHECKING:
     from hie.hosts.base import Host
@@ -179,7 +180,35 @@ def collect_problems(
                 ]
             problems.extend(found)
         problems.extend(_flow_problems(source, item))
+        problems.extend(_hook_problems(source, item.hooks, lines, ("items", str(index)), item))
+    problems.extend(_hook_problems(source, production.hooks, lines, (), None))
     return problems
+
+
+def _hook_problems(
+    source: str,
+    paths: list[str],
+    lines: dict[tuple[str, ...], int],
+    where: tuple[str, ...],
+    item: Item | None,
+) -> list[Problem]:
+    """Hook paths (the production's, or one item's) that do not name a ``MessageHook`` class."""
+    out = []
+    for position, path in enumerate(paths):
+        try:
+            hook_class(path)
+        except ConfigError as exc:
+            line = lines.get((*where, "hooks", str(position)), item.line if item else None)
+            out.append(
+                Problem(
+                    source,
+                    line,
+                    item.name if item else None,
+                    str(exc),
+                    "use package.module:Class, a MessageHook subclass importable here",
+                )
+            )
+    return out
 
 
 def _settings_problems(

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from hie.production import Production
     from hie.settings import Settings
     from hie.store import MessageStore
-    from hie.tasks.routing import Dispatcher
+    from hie.tasks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 

@@ -69,10 +69,6 @@ class Settings(BaseSettings):
         """True when the broker URL was left at its default (an embedded one may be started)."""
         return self.broker_url == DEFAULT_BROKER_URL
 
-    def resolved_database_url(self) -> str:
-        """The store URL; a relative SQLite path is resolved from the working directory."""
-        return self.database_url
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -17,10 +17,11 @@ import signal
 from dataclasses import dataclass, field
 
 from hie.celery_app import create_app
-from hie.hosts.hl7_service import HL7TCPService
+from hie.hooks import hooks_for
+from hie.hosts.hl7_tcp import HL7TCPService
 from hie.manager import effective_production, load_state
 from hie.production import Production
-from hie.services import ServiceRunner
+from hie.service_runner import ServiceRunner
 from hie.settings import Settings
 from hie.store import GroupCommitter, MessageStore
 from hie.tasks.register import make_dispatcher
@@ -62,6 +63,7 @@ class Gateway:
             service = host_class(item, self.production, dispatcher=self.dispatcher)
             if self.process >= service.settings.processes:  # type: ignore[attr-defined]
                 continue
+            service.hooks = hooks_for(self.production, item)
             service.on_init()
             server = GatewayServer(
                 service, store=self.store, committer=self.committer, outbox=self.dispatcher.outbox

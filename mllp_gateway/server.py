@@ -29,12 +29,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hie.adapters.mllp import Frame, MLLPFrameReader, MLLPTimeoutError, frame
-from hie.errors import HIEError, MLLPFramingError
+from hie.adapters.mllp import Frame, MLLPFrameReader, frame
+from hie.errors import HIEError, MLLPFramingError, MLLPTimeoutError, SkipMessage
 from hie.hl7 import HL7Message, build_ack, build_nak_for_unreadable, python_codec, sniff_charset
-from hie.hosts.hl7_service import HL7TCPService, HL7TCPServiceSettings
+from hie.hosts.hl7_tcp import HL7TCPService, HL7TCPServiceSettings
 from hie.messages import BODY_TEXT, Envelope
 from hie.store import SaveRequest
+from hie.tasks.decision import describe
 from mllp_gateway.acks import AckPlan, plan_acks, wait_for_session
 
 if TYPE_CHECKING:
@@ -82,6 +83,11 @@ class GatewayServer:
         self._networks = [
             ipaddress.ip_network(n, strict=False) for n in self.settings.allowed_clients
         ]
+        #: Hooks, or an ``on_message`` of a subclass, run per message off the event loop;
+        #: with neither the gateway makes no call (and no thread hop) for them at all.
+        self._per_message = bool(service.hooks.hooks) or (
+            type(service).on_message is not HL7TCPService.on_message
+        )
 
     @property
     def port(self) -> int:
@@ -173,7 +179,13 @@ class GatewayServer:
             message.get("MSH-9")  # read the MSH now: a broken header is rejected here
         except (HIEError, UnicodeDecodeError, LookupError) as exc:
             return [await self._reject(item.payload, codec, str(exc))]
-        envelopes = self._envelopes(message)
+        routed = message
+        if self._per_message:
+            outcome = await self._on_message(message, codec)
+            if not isinstance(outcome, HL7Message):
+                return outcome  # skipped or refused: stored as such, these are the answers
+            routed = outcome
+        envelopes = self._envelopes(routed)
         if not await self._room_for(envelopes):
             self.stats.busy += 1
             code = "CE" if self.settings.use_commit_codes else "AE"
@@ -196,6 +208,50 @@ class GatewayServer:
         if len(self.stats.ack_seconds) > 10_000:
             del self.stats.ack_seconds[:5_000]
         return replies
+
+    async def _on_message(self, message: HL7Message, codec: str) -> HL7Message | list[bytes]:
+        """The item's hooks and ``on_message``: the message to send on, or the answers.
+
+        They run in a thread (user code may block). A ``SkipMessage`` keeps the message as
+        skipped and acknowledges it as usual; any other error keeps it as an error and answers
+        AE with the reason, so the sender still owns it.
+        """
+        service = self.service
+        inbound = Envelope.wrap(message, source=service.item_name)
+        try:
+            routed = await asyncio.to_thread(service._receive, message, inbound)
+            if not isinstance(routed, HL7Message):
+                raise TypeError(
+                    f"{type(service).__name__}.on_message returned {type(routed).__name__}; "
+                    "it must return the HL7Message to send on (or raise SkipMessage)"
+                )
+            return routed
+        except SkipMessage as exc:
+            log.info("%s skipped message %s: %s", service.item_name, message.control_id, exc)
+            if not await self._keep(inbound, "skipped", exc.reason):
+                return [build_ack(message, "AE", error="message not stored").encode(codec)]
+            plan = plan_acks(message, self.settings.ack_mode, self.settings.use_commit_codes)
+            return await self._acks(message, inbound, plan, codec)
+        except Exception as exc:
+            reason = describe(exc)
+            self.stats.errors += 1
+            log.error("%s refused message %s: %s", service.item_name, message.control_id, reason)
+            await self._keep(inbound, "error", reason)
+            self._log_ack(inbound, "AE", reason)
+            return [build_ack(message, "AE", error=reason).encode(codec)]
+
+    async def _keep(self, envelope: Envelope, status: str, reason: str) -> bool:
+        """Store a message that goes nowhere, with its status and reason; False if not stored."""
+        item = self.service.item_name
+        try:
+            await self.committer.submit_async(envelope, status=status, item=item, event=None)
+            await asyncio.to_thread(
+                self.store.set_status, envelope.message_id, status, error=reason, item=item
+            )
+        except HIEError as exc:
+            log.error("%s cannot store message %s: %s", item, envelope.message_id, exc)
+            return False
+        return True
 
     async def _room_for(self, envelopes: list[Envelope]) -> bool:
         """Backpressure: wait (block mode) or refuse (reject mode) while a target queue is full."""

@@ -14,8 +14,10 @@ from typing import Any, ClassVar
 import redis
 
 from hie.errors import RequestTimeoutError, Retry, SkipMessage
+from hie.hl7 import HL7Message
 from hie.hooks import MessageHook
 from hie.hosts.base import Host, ItemSettings
+from hie.hosts.hl7_tcp import HL7TCPService
 from hie.hosts.operation import BusinessOperation
 from hie.hosts.process import BusinessProcess
 from hie.messages import Message
@@ -252,3 +254,32 @@ class TaskJournalOperation(BusinessOperation):
         time.sleep(request.delay)
         journal(self, f"done:{request.label}:{task_id}")
         return None
+
+
+class StampingTCPService(HL7TCPService):
+    """Journals ``service:<MSH-10>`` and sends on a copy whose MSH-4 is ``STAMPED``.
+
+    Patient (PID-3.1) ``SKIP`` is skipped; ``BOOM`` raises.
+    """
+
+    def on_message(self, data: Any) -> Any:
+        journal(self, f"service:{data.control_id}")
+        patient = data.get("PID-3.1")
+        if patient == "SKIP":
+            raise SkipMessage("a test patient")
+        if patient == "BOOM":
+            raise ValueError("no route for this patient")
+        stamped = data.copy()
+        stamped.set("MSH-4", "STAMPED")
+        return stamped
+
+
+class SkipTestPatients(MessageHook):
+    """Journals ``skip-hook:<MSH-10>`` and skips HL7 messages of patient (PID-3.1) ``SKIP``."""
+
+    def before_process(self, host: Host, message: Any) -> None:
+        payload = message.payload()
+        if isinstance(payload, HL7Message):
+            journal(host, f"skip-hook:{payload.control_id}")
+            if payload.get("PID-3.1") == "SKIP":
+                raise SkipMessage("a test patient")

@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,13 +135,3 @@ class FileOutboundAdapter(OutboundAdapter):
             Path(tmp).unlink(missing_ok=True)
             raise
         return target
-
-
-def wait_for_files(folder: Path, count: int, timeout: float) -> list[Path]:
-    """Poll ``folder`` until it holds ``count`` visible files (for demos and tests)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        files = sorted(p for p in folder.glob("*") if p.is_file() and not p.name.startswith("."))
-        if len(files) >= count or time.monotonic() > deadline:
-            return files
-        time.sleep(0.05)

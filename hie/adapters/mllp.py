@@ -1,4 +1,4 @@
-"""MLLP: framing on asyncio streams, and outbound clients (asyncio and blocking).
+"""MLLP: framing on asyncio streams, and the blocking outbound client.
 
 A frame is ``START_BLOCK payload END_BLOCK`` (0x0B ... 0x1C 0x0D). ``MLLPFrameReader`` turns any
 chunking of a byte stream into the same frames, discards (and counts) bytes outside frames, and
@@ -8,8 +8,8 @@ True)`` with its first bytes, so the caller can answer AR and keep the connectio
 Errors: ``MLLPFramingError`` when the peer closes inside a frame; ``MLLPIdleTimeoutError`` when no
 frame starts within ``idle_timeout``; ``MLLPFrameTimeoutError`` when a started frame does not end
 within ``frame_timeout``. Both timeouts subclass ``MLLPFramingError`` *and* ``TimeoutError``, so
-either ``except`` catches them. The clients raise ``DeliveryError`` for every failure: a message
-is sent only when its ACK frame came back.
+either ``except`` catches them (all are in ``hie.errors``). The client raises ``DeliveryError``
+for every failure: a message is sent only when its ACK frame came back.
 """
 
 from __future__ import annotations
@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
-from hie.errors import DeliveryError, MLLPFramingError
+from hie.errors import (
+    ConnectionLostError,
+    DeliveryError,
+    MLLPFrameTimeoutError,
+    MLLPFramingError,
+    MLLPIdleTimeoutError,
+    PeerUnreachableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,18 +41,6 @@ START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c\x0d"
 #: How much of an oversize frame is kept: enough to read its MSH and answer it.
 OVERSIZE_HEAD = 4096
-
-
-class MLLPTimeoutError(MLLPFramingError, TimeoutError):
-    """A timeout while reading MLLP frames."""
-
-
-class MLLPIdleTimeoutError(MLLPTimeoutError):
-    """No frame started within the idle timeout (the connection is quiet, not broken)."""
-
-
-class MLLPFrameTimeoutError(MLLPTimeoutError):
-    """A frame started but its end block did not arrive within the frame timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,137 +184,16 @@ class MLLPFrameReader:
         return Frame(payload, len(payload))
 
 
-class _ConnectionLostError(DeliveryError):
-    """The peer closed or reset the connection before any byte of a response."""
-
-
-class MLLPClient:
-    """An asyncio MLLP sender that keeps one connection open and reconnects after failures.
-
-    ``send`` returns the payload of the ACK frame. A connection the peer closed while idle (some
-    receivers, hl7apy's among them, close after every message) is replaced by a fresh one, and
-    a send that finds a reused connection dead before any response is tried once more on a fresh
-    one; that retry can deliver a message twice, which MLLP receivers must tolerate anyway.
-    Raises ``DeliveryError`` when no complete ACK frame came back.
-    """
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        connect_timeout: float = 10.0,
-        response_timeout: float = 30.0,
-        max_ack_size: int = 1 << 20,
-        ssl: ssl_module.SSLContext | None = None,
-    ) -> None:
-        self.host, self.port = host, port
-        self.connect_timeout = connect_timeout
-        self.response_timeout = response_timeout
-        self.max_ack_size = max_ack_size
-        self.ssl = ssl
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    def connected(self) -> bool:
-        """True while a connection is open (it may still turn out to be dead on the next send)."""
-        return self._writer is not None
-
-    async def connect(self) -> None:
-        """Open the connection; raises ``DeliveryError`` if it cannot be opened in time."""
-        await self.close()
-        try:
-            self._reader, self._writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self.ssl),
-                self.connect_timeout,
-            )
-        except (OSError, TimeoutError) as exc:
-            raise DeliveryError(
-                f"cannot connect to MLLP peer {self.host}:{self.port}: {exc or 'timed out'}"
-            ) from exc
-
-    async def close(self) -> None:
-        """Close the connection, if any; the next ``send`` opens a new one."""
-        writer, self._reader, self._writer = self._writer, None, None
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-
-    def _peer_gone(self, reader: asyncio.StreamReader) -> bool:
-        # Only sees a close the event loop has already processed; send() retries for the rest.
-        return reader.at_eof()
-
-    async def send(self, payload: bytes) -> bytes:
-        """Send one message and return its ACK payload; raises ``DeliveryError``."""
-        data = frame(payload)
-        reused = self._reader is not None and not self._peer_gone(self._reader)
-        if not reused:
-            await self.connect()
-        try:
-            return await self._exchange(data)
-        except _ConnectionLostError:
-            await self.close()
-            if not reused:
-                raise
-        except BaseException:
-            await self.close()
-            raise
-        await self.connect()
-        try:
-            return await self._exchange(data)
-        except BaseException:
-            await self.close()
-            raise
-
-    async def _exchange(self, data: bytes) -> bytes:
-        assert self._reader is not None and self._writer is not None
-        peer = f"{self.host}:{self.port}"
-        try:
-            self._writer.write(data)
-            await self._writer.drain()
-        except OSError as exc:
-            raise _ConnectionLostError(f"connection to {peer} lost while sending: {exc}") from exc
-        frames = MLLPFrameReader(self._reader, max_size=self.max_ack_size)
-        try:
-            async with asyncio.timeout(self.response_timeout):
-                ack = await frames.read()
-        except TimeoutError as exc:
-            raise DeliveryError(f"no ACK from {peer} within {self.response_timeout}s") from exc
-        except MLLPFramingError as exc:
-            raise DeliveryError(f"{peer} sent an incomplete ACK: {exc}") from exc
-        except OSError as exc:
-            if frames.discarded_bytes:
-                raise DeliveryError(f"connection to {peer} lost before an ACK: {exc}") from exc
-            raise _ConnectionLostError(f"connection to {peer} lost: {exc}") from exc
-        if ack is None:
-            if frames.discarded_bytes:
-                raise DeliveryError(
-                    f"{peer} closed the connection after {frames.discarded_bytes} byte(s) "
-                    "that were not an ACK frame; the message was not acknowledged"
-                )
-            raise _ConnectionLostError(f"{peer} closed the connection without sending an ACK")
-        if ack.oversize:
-            raise DeliveryError(f"ACK from {peer} is {ack.size} bytes, over {self.max_ack_size}")
-        return ack.payload
-
-
 class BlockingMLLPClient:
-    """The same sender with plain sockets, for Celery workers (no event loop there).
+    """An MLLP sender with plain sockets (Celery workers have no event loop), one send at a time.
 
-    Same semantics as ``MLLPClient``; one send at a time (a lock serialises threads).
+    It keeps one connection open and reconnects after failures; ``send`` returns the payload of
+    the ACK frame. A connection the peer closed while idle (some receivers, hl7apy's among them,
+    close after every message) is replaced by a fresh one, and a send that finds a reused
+    connection dead before any response is tried once more on a fresh one; that retry can deliver
+    a message twice, which MLLP receivers must tolerate anyway. Raises ``DeliveryError`` when no
+    complete ACK frame came back (``PeerUnreachableError`` when no connection could be opened).
+    A lock serialises the threads that share a client.
     """
 
     def __init__(
@@ -365,7 +239,7 @@ class BlockingMLLPClient:
                 sock = self.ssl.wrap_socket(sock, server_hostname=self.host)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # frames are small
         except OSError as exc:
-            raise DeliveryError(
+            raise PeerUnreachableError(
                 f"cannot connect to MLLP peer {self.host}:{self.port}: {exc}"
             ) from exc
         self._sock = sock
@@ -404,7 +278,7 @@ class BlockingMLLPClient:
                 self.connect()
             try:
                 return self._exchange(data)
-            except _ConnectionLostError:
+            except ConnectionLostError:
                 self.close()
                 if not reused:
                     raise
@@ -427,7 +301,7 @@ class BlockingMLLPClient:
             sock.settimeout(self.response_timeout)
             sock.sendall(data)
         except OSError as exc:
-            raise _ConnectionLostError(f"connection to {peer} lost while sending: {exc}") from exc
+            raise ConnectionLostError(f"connection to {peer} lost while sending: {exc}") from exc
         buf = bytearray()
         received = 0
         while True:
@@ -452,13 +326,13 @@ class BlockingMLLPClient:
             except OSError as exc:
                 if received:
                     raise DeliveryError(f"connection to {peer} lost before an ACK: {exc}") from exc
-                raise _ConnectionLostError(f"connection to {peer} lost: {exc}") from exc
+                raise ConnectionLostError(f"connection to {peer} lost: {exc}") from exc
             if not chunk:
                 if received:
                     raise DeliveryError(
                         f"{peer} closed the connection after {received} byte(s) that were not "
                         "a complete ACK frame; the message was not acknowledged"
                     )
-                raise _ConnectionLostError(f"{peer} closed the connection without sending an ACK")
+                raise ConnectionLostError(f"{peer} closed the connection without sending an ACK")
             received += len(chunk)
             buf += chunk

@@ -29,7 +29,7 @@ from hie.messages import Envelope
 if TYPE_CHECKING:
     from hie.production import Item, Production
     from hie.store import MessageStore
-    from hie.tasks.routing import Dispatcher
+    from hie.tasks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 

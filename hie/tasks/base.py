@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from hie.hosts.base import Host
     from hie.production import Item, Production
-    from hie.tasks.routing import Dispatcher
+    from hie.tasks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 

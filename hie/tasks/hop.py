@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hie.errors import Fail, Retry, SkipMessage, Suspend
@@ -34,8 +34,8 @@ from hie.hosts.context import CallContext, current_call
 from hie.hosts.process import BusinessProcess
 from hie.store import HopRecord, Status
 from hie.tasks.decision import Ordering, Verdict, decide
+from hie.tasks.dispatcher import AWAIT, deferred_marker, failed_marker
 from hie.tasks.ordering import PARKED, schedule_resume
-from hie.tasks.routing import AWAIT, deferred_marker, failed_marker
 
 if TYPE_CHECKING:
     from hie.messages import Envelope

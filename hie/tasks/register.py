@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from celery import signals
 
-from hie.hooks import HookChain, load_hook
+from hie.hooks import hooks_for
 from hie.tasks.base import HostTask, ItemRuntime
-from hie.tasks.routing import Dispatcher, item_queue, queue_name
+from hie.tasks.dispatcher import Dispatcher, item_queue, queue_name
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -68,12 +68,11 @@ def register_production(
     for item in task_items(production):
         if only is not None and item.name not in only:
             continue
-        hooks = HookChain([load_hook(p) for p in [*production.hooks, *item.hooks]])
         runtime = ItemRuntime(
             production=production,
             item=item,
             host_class=production.host_class(item.name),
-            hooks=hooks,
+            hooks=hooks_for(production, item),
             dispatcher=dispatcher,
             state_url=_state_url(app),
         )
@@ -127,7 +126,7 @@ def install_lifecycle(runtimes: dict[str, ItemRuntime], *, pool: str, run_dir: P
     """Start hosts in the processes that run tasks, stop them at exit, and announce readiness.
 
     Prefork runs tasks in forked children (``worker_process_init``); threads and solo run them in
-    the worker process itself (``worker_init``).
+    the worker process itself, where hosts start once the worker is ready (``worker_ready``).
     """
 
     def start_hosts(**_: Any) -> None:

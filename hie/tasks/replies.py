@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hie.hosts.context import CallContext, current_call
 from hie.hosts.process import BusinessProcess, ErrorResponse
 from hie.messages import Envelope
-from hie.tasks.routing import DEFERRED, FAILED, failed_marker
+from hie.tasks.dispatcher import DEFERRED, FAILED, failed_marker
 
 if TYPE_CHECKING:
     from hie.tasks.base import ItemRuntime

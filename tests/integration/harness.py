@@ -26,8 +26,8 @@ from hie.messages import Envelope
 from hie.production import Production
 from hie.settings import Settings
 from hie.store import MessageStore
+from hie.tasks.dispatcher import Dispatcher, queue_name
 from hie.tasks.register import make_dispatcher
-from hie.tasks.routing import Dispatcher, queue_name
 from tests.conftest import REPO
 
 

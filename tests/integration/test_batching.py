@@ -12,7 +12,7 @@ import pytest
 
 from hie.messages import Envelope
 from hie.store import Status
-from hie.tasks.routing import AWAIT
+from hie.tasks.dispatcher import AWAIT
 from tests.hosts import Work
 from tests.integration.harness import Harness, wait_for
 from tests.peers import MLLPPeer

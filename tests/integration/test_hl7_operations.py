@@ -15,7 +15,7 @@ from hl7apy.mllp import AbstractHandler, MLLPServer
 
 from hie.hl7 import HL7Message, build_ack
 from hie.messages import Envelope
-from hie.services import ServiceRunner
+from hie.service_runner import ServiceRunner
 from hie.store.records import MessageHeader
 from tests.integration.harness import Harness, wait_for
 from tests.peers import MLLPPeer

@@ -13,7 +13,7 @@ import pytest
 from hie.adapters.mllp import BlockingMLLPClient
 from hie.flow import QueueDepth
 from hie.hl7 import ack_code
-from hie.tasks.routing import queue_name
+from hie.tasks.dispatcher import queue_name
 from tests.hosts import Work
 from tests.integration.harness import Harness, free_port, wait_for
 from tests.peers import MLLPPeer

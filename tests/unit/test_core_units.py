@@ -12,7 +12,7 @@ from hie.errors import Retry, SkipMessage
 from hie.hooks import HookChain, MessageHook
 from hie.messages import BODY_HL7, BODY_TEXT, Envelope, Message
 from hie.production import Item, Production
-from hie.tasks.routing import broker_priority
+from hie.tasks.dispatcher import broker_priority
 
 
 def test_public_names_are_exported_and_importable() -> None:

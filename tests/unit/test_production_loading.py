@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from hie.cli import main
 from hie.config.loader import load_production
 from hie.errors import ConfigError, ProductionError
 
@@ -136,3 +137,35 @@ def test_router_rules_are_checked_at_load_relative_to_the_production(tmp_path: P
     unknown.write_text(good.read_text().replace("name: Out", "name: Elsewhere"))
     with pytest.raises(ProductionError, match="target 'Out' is not an item"):
         load_production(unknown)
+
+
+BAD_HOOKS = """\
+name: Hooked
+hooks:
+  - tests.hosts:RecordingHook
+  - tests.hosts:NoSuchHook
+items:
+  - name: In
+    class: HL7FileService
+    hooks: [json:dumps]
+    targets: [Out]
+    settings: {file_path: /tmp/in}
+  - name: Out
+    class: FileOperation
+    hooks: [tests.hosts:RecordingHook]
+    settings: {file_path: /tmp/out}
+"""
+
+
+def test_validate_names_file_line_and_item_of_each_hook_that_does_not_resolve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "hooked.yaml"
+    path.write_text(BAD_HOOKS)
+    assert main(["validate", str(path)]) == 1
+    problems = capsys.readouterr().err.splitlines()[1:]
+    # A production-wide hook that does not exist (line 4), an item's hook that is no MessageHook
+    # (line 8); the hooks that do resolve are not reported.
+    assert len(problems) == 2
+    assert f"{path}:8: item 'In': hook 'json:dumps' is not a MessageHook subclass" in problems[0]
+    assert f"{path}:4: hook 'tests.hosts:NoSuchHook' cannot be imported" in problems[1]

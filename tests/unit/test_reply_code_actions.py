@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hie.errors import ConfigError
-from hie.hosts.hl7 import DEFAULT_REPLY_CODE_ACTIONS, Reply, ReplyCodeActions
+from hie.hl7.reply_code_actions import DEFAULT_REPLY_CODE_ACTIONS, Reply, ReplyCodeActions
 
 DEFAULT = ReplyCodeActions.parse(DEFAULT_REPLY_CODE_ACTIONS)
 

@@ -1,8 +1,8 @@
 """ServiceRunner: runs a production's business services (inbound adapters) in one process.
 
-Each enabled service gets its host instance (``on_init``, ``on_start``) and its adapter loop in a
-thread of its own; ``stop()`` sets the stop event, joins the loops and runs ``on_stop`` and
-``on_tear_down``. The MLLP gateway runs its asyncio listeners beside these.
+Each enabled service gets its host instance (``on_init``, ``on_start``), its per-message hooks
+and its adapter loop in a thread of its own; ``stop()`` sets the stop event, joins the loops and
+runs ``on_stop`` and ``on_tear_down``. The MLLP gateway runs its asyncio listeners beside these.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from hie.hooks import hooks_for
 from hie.hosts.service import BusinessService
 from hie.production import Production
-from hie.tasks.routing import Dispatcher
+from hie.tasks.dispatcher import Dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class ServiceRunner:
             if not issubclass(host_class, BusinessService) or host_class.adapter_class is None:
                 continue
             service = host_class(item, self.production, dispatcher=self.dispatcher)
+            service.hooks = hooks_for(self.production, item)
             service.on_init()
             service.on_start()
             adapter = service.make_adapter()
