@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from hie.celery_app import create_app
 from hie.hosts.hl7_service import HL7TCPService
-from hie.manager import effective_production, load_state
 from hie.production import Production
 from hie.services import ServiceRunner
 from hie.settings import Settings
 from hie.store import GroupCommitter, MessageStore
+from hie.supervisor.state import effective_production, load_state
 from hie.tasks.register import make_dispatcher
 from mllp_gateway.health import HealthServer
 from mllp_gateway.loop_lag import LoopLag
