@@ -16,6 +16,7 @@ from typing import Any
 
 from hie.errors import ConfigError, HIEError, ProductionError
 from hie.settings import Settings, get_settings
+from hie.supervisor.rundir import RunDir
 
 log = logging.getLogger("hie")
 
@@ -171,9 +172,8 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
 
         signals.worker_ready.connect(resume_held, weak=False)
         queue = partition_queue(queue, partition)
-    install_lifecycle(
-        runtimes, pool=pool, run_dir=settings.home / "run" / production.name / item.name
-    )
+    ready_dir = RunDir.of(settings, production.name).item(item.name)
+    install_lifecycle(runtimes, pool=pool, run_dir=ready_dir)
     argv = [
         "worker",
         "-Q",

@@ -24,6 +24,7 @@ from hie.errors import StoreError
 from hie.messages import Envelope
 from hie.settings import Settings
 from hie.store import MessageHeader, MessageStore, Status, TraceNode
+from hie.supervisor.rundir import RunDir
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -209,7 +210,7 @@ def production_file(args: argparse.Namespace, settings: Settings) -> str | None:
     named = args.production or args.file
     if named:
         return str(named)
-    found = sorted((settings.home / "run").glob("*/production.path"))
+    found = [r.production_file for r in RunDir.every(settings) if r.production_file.exists()]
     if len(found) == 1:
         return found[0].read_text().strip()
     return None
