@@ -243,8 +243,7 @@ def _action(request: Request) -> str:
 def items_page(request: Request) -> Response:
     """Every item: state, queue depth, last-hour counts and rate, last error, controls."""
     viewer = _viewer(request)
-    sock = control.socket_path(viewer.settings.home, viewer.production.name)
-    status = control.send_command(sock, "status", timeout=2.0)
+    status = control.send_command(viewer.settings, viewer.production.name, "status", timeout=2.0)
     states = status.data.get("items") if status.ok else None
     views = items.overview(
         viewer.production, viewer.store, states if isinstance(states, dict) else None
@@ -271,8 +270,9 @@ async def item_command(request: Request) -> Response:
         viewer.production.item(name)
     except (ConfigError, KeyError):
         raise HTTPException(404, f"no item {name!r} in this production") from None
-    sock = control.socket_path(viewer.settings.home, viewer.production.name)
-    reply = await run_in_threadpool(control.send_command, sock, command, name)
+    reply = await run_in_threadpool(
+        control.send_command, viewer.settings, viewer.production.name, command, name
+    )
     log.info("item %s: %s by %s: %s", name, command, user.name, reply.message)
     notice = f"{command} {name}: {reply.message}"
     return RedirectResponse(f"/items?notice={quote(notice)}", status_code=303)
