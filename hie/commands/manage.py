@@ -144,7 +144,7 @@ class LiveTable:
 
         try:
             if self.store is None:
-                from hie.cli import open_store
+                from hie.startup import open_store
 
                 self.store = open_store(self.supervisor.settings)
             rows = full_status(
@@ -193,7 +193,7 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Per item: enabled, state, pids, queue depth, processed, failed, last error."""
-    from hie.cli import open_store
+    from hie.startup import open_store
     from hie.supervisor.status import format_table, full_status
 
     name, production = _target(args, settings)

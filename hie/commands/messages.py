@@ -104,9 +104,10 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _store(settings: Settings) -> MessageStore:
-    store = MessageStore(settings.database_url)
-    store.migrate()
-    return store
+    # hie.startup imports Celery, which only resend needs: keep the read-only commands quick.
+    from hie.startup import open_store
+
+    return open_store(settings)
 
 
 def resolve(store: MessageStore, ident: str) -> MessageHeader:
@@ -239,9 +240,8 @@ def resend(store: MessageStore, dispatcher: Any, original: Envelope, to: str | N
 
 def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
     """Send a stored message again, to its target or to ``--to``; print the new id."""
-    from hie.celery_app import create_app
     from hie.config.loader import load_production
-    from hie.tasks.register import make_dispatcher
+    from hie.startup import open_dispatcher
 
     path = production_file(args, settings)
     if path is None:
@@ -253,7 +253,7 @@ def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: message {original.message_id} has no target; use --to", file=sys.stderr)
         return 1
     production = load_production(path)
-    dispatcher = make_dispatcher(create_app(settings), production, settings, store)
+    dispatcher = open_dispatcher(production, settings, store)
     copy = resend(store, dispatcher, original, args.to)
     if args.json:
         print(json.dumps({"message_id": str(copy.message_id), "target": copy.target}))

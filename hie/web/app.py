@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -80,13 +80,9 @@ class ViewerState:
         """The dispatcher that resends; the Celery app is only built when first needed."""
         with self._lock:
             if self._sender is None:
-                from hie.celery_app import create_app
-                from hie.tasks.register import make_dispatcher
+                from hie.startup import open_dispatcher
 
-                app = create_app(self.settings)
-                # MessageStore's keyword-only signatures are narrower than StoreLike's **fields.
-                store = cast(Any, self.store)
-                self._sender = make_dispatcher(app, self.production, self.settings, store)
+                self._sender = open_dispatcher(self.production, self.settings, self.store)
             return self._sender
 
     def kind_of(self, name: str) -> str:
@@ -398,10 +394,9 @@ def create_web_app(
         ConfigError: login is required but no users are configured, or a user entry is bad.
     """
     if store is None:
-        from hie.store import MessageStore
+        from hie.startup import open_store
 
-        store = MessageStore(settings.database_url)
-        store.migrate()
+        store = open_store(settings)
     user_map = parse_users(users or "")
     if login_required and not user_map:
         raise ConfigError(

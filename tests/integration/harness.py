@@ -20,13 +20,12 @@ import yaml
 from kombu import Connection
 
 from hie.broker import answers
-from hie.celery_app import create_app
 from hie.config.loader import load_production
 from hie.messages import Envelope
 from hie.production import Production
 from hie.settings import Settings
+from hie.startup import open_dispatcher, open_store
 from hie.store import MessageStore
-from hie.tasks.register import make_dispatcher
 from hie.tasks.routing import Dispatcher, queue_name
 from tests.conftest import REPO
 
@@ -79,16 +78,14 @@ class Harness:
     @property
     def store(self) -> MessageStore:
         if self._store is None:
-            self._store = MessageStore(self.settings.database_url)
-            self._store.migrate()
+            self._store = open_store(self.settings)
         return self._store
 
     @property
     def dispatcher(self) -> Dispatcher:
         if self._dispatcher is None:
             assert self.production is not None
-            app = create_app(self.settings)
-            self._dispatcher = make_dispatcher(app, self.production, self.settings, self.store)
+            self._dispatcher = open_dispatcher(self.production, self.settings, self.store)
         return self._dispatcher
 
     def start_worker(
