@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from hie.dotted_path import import_object
 from hie.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -29,25 +29,13 @@ def register_host(name: str, path: str) -> None:
     BUILTIN_HOSTS[name] = path
 
 
-def _import(path: str) -> object:
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ImportError(f"{path!r} is not a dotted path")
-    obj: object = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def resolve_host_class(name: str) -> type[Host]:
     """The host class for a built-in name or a dotted path; ``ConfigError`` if there is none."""
     from hie.hosts.base import Host
 
     path = BUILTIN_HOSTS.get(name, name)
     try:
-        obj = _import(path)
+        obj = import_object(path)
     except (ImportError, AttributeError, ValueError) as exc:
         known = ", ".join(sorted(BUILTIN_HOSTS))
         raise ConfigError(
