@@ -25,6 +25,7 @@ from hie.messages import Envelope
 from hie.production import Production
 from hie.settings import Settings
 from hie.startup import open_dispatcher, open_store
+from hie.supervisor.rundir import RunDir
 from hie.store import MessageStore
 from hie.tasks.routing import Dispatcher, queue_name
 from tests.conftest import REPO
@@ -96,7 +97,7 @@ class Harness:
         ``expect``: how many Celery workers it starts (one per partition of a keyed item).
         """
         assert self.path is not None
-        run_dir = self.settings.home / "run" / self.name / item
+        run_dir = RunDir.of(self.settings, self.name).item(item)
         before = set(run_dir.glob("worker.*.ready")) if run_dir.exists() else set()
         log = (self.tmp / f"{item}.log").open("ab")
         proc = subprocess.Popen(
@@ -257,5 +258,5 @@ def free_port() -> int:
 
 def ready_files(settings: Settings, production: str, item: str) -> list[dict[str, Any]]:
     """What the workers of ``item`` announced when they became ready."""
-    folder = settings.home / "run" / production / item
+    folder = RunDir.of(settings, production).item(item)
     return [json.loads(p.read_text()) for p in folder.glob("worker.*.ready")]
