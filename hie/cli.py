@@ -16,6 +16,7 @@ from typing import Any
 
 from hie.errors import ConfigError, HIEError, ProductionError
 from hie.settings import Settings, get_settings
+from hie.supervisor.rundir import RunDir
 
 log = logging.getLogger("hie")
 
@@ -24,19 +25,6 @@ def _production(path: str) -> Any:
     from hie.config.loader import load_production
 
     return load_production(path)
-
-
-def open_store(settings: Settings, *, durable: bool = False) -> Any:
-    """The message store for ``settings``, migrated to the current schema.
-
-    ``durable``: for processes that take custody of inbound messages (a service deletes its source
-    file or answers its sender once the message is stored): each commit survives a power cut.
-    """
-    from hie.store import MessageStore
-
-    store = MessageStore(settings.database_url, durable=durable)
-    store.migrate()
-    return store
 
 
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,19 +126,18 @@ def _run_partitions(args: argparse.Namespace, partitions: int) -> int:
 def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, item: Any) -> None:
     from celery import signals
 
-    from hie.celery_app import create_app
+    from hie.hosts.service import BusinessService
+    from hie.startup import open_dispatcher, open_store
     from hie.tasks.dispatcher import queue_name
     from hie.tasks.ordering import partition_queue, resume_parked
-    from hie.tasks.register import install_lifecycle, make_dispatcher, register_production
+    from hie.tasks.register import install_lifecycle, register_production
 
     if settings.worker_nice:
         os.nice(settings.worker_nice)  # the gateway's ACKs first (Settings.worker_nice)
-    from hie.hosts.service import BusinessService
-
-    app = create_app(settings)
     # A service's first commit is its custody of the message; a hop's records can be replayed.
     durable = issubclass(production.host_class(item.name), BusinessService)
-    dispatcher = make_dispatcher(app, production, settings, open_store(settings, durable=durable))
+    dispatcher = open_dispatcher(production, settings, open_store(settings, durable=durable))
+    app = dispatcher.app
     runtimes = register_production(app, production, dispatcher, only=[item.name])
     queue = queue_name(production.name, item.name)
     pool, size = args.pool or item.pool, args.concurrency or item.pool_size
@@ -169,9 +156,8 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
 
         signals.worker_ready.connect(resume_held, weak=False)
         queue = partition_queue(queue, partition)
-    install_lifecycle(
-        runtimes, pool=pool, run_dir=settings.home / "run" / production.name / item.name
-    )
+    ready_dir = RunDir.of(settings, production.name).item(item.name)
+    install_lifecycle(runtimes, pool=pool, run_dir=ready_dir)
     argv = [
         "worker",
         "-Q",

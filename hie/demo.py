@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from hie.settings import Settings
+from hie.supervisor.rundir import log_dir
 
 
 def synthetic_adt(n: int, *, event: str = "A01") -> str:
@@ -148,7 +149,7 @@ def _print_banner(path: Path, settings: Settings, how: str, ports: DemoPorts) ->
     ]
     if ports.metrics:
         lines.append(f"  metrics:  http://127.0.0.1:{ports.metrics}/metrics  (and /health/ready)")
-    lines += [f"  logs:     {settings.home / 'log' / 'Demo'}", "  Ctrl-C stops it."]
+    lines += [f"  logs:     {log_dir(settings, 'Demo')}", "  Ctrl-C stops it."]
     print("\n".join(lines), flush=True)
 
 
@@ -157,7 +158,7 @@ def run_demo(settings: Settings, args: argparse.Namespace | None = None) -> int:
     from hie.broker import ensure_broker
     from hie.commands.manage import LiveTable
     from hie.config.loader import load_production
-    from hie.manager import Supervisor
+    from hie.supervisor.supervisor import Supervisor
 
     ports = DemoPorts()
     if args is not None:

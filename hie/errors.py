@@ -17,6 +17,7 @@
     |   +-- RequestTimeoutError     no reply within the caller's timeout
     |   +-- SelfRequestError        a synchronous request to the caller's own item
     +-- StoreError                  the message store cannot save or load
+    +-- ManagerNotRunningError      no manager answers for a production (``manage.py stop``, ...)
 
 ``SkipMessage``, ``Retry``, ``Suspend`` and ``Fail`` are control flow raised by hosts and hooks,
 not errors.
@@ -137,6 +138,10 @@ class SelfRequestError(RequestError):
 
 class StoreError(HIEError):
     """The message store cannot save or load."""
+
+
+class ManagerNotRunningError(HIEError):
+    """No manager answers for the production asked about: it is not running, or it hung up."""
 
 
 class SkipMessage(Exception):

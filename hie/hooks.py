@@ -22,13 +22,13 @@ Example::
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from hie.dotted_path import import_object
 from hie.errors import ConfigError, Retry, SkipMessage
 
 if TYPE_CHECKING:
@@ -136,11 +136,8 @@ class HookChain:
 
 def hook_class(path: str) -> type[MessageHook]:
     """The hook class at ``package.module:Class`` or ``package.module.Class``; ``ConfigError``."""
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), attr)
+        cls = import_object(path)
     except (ImportError, AttributeError, ValueError) as exc:
         raise ConfigError(f"hook {path!r} cannot be imported: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, MessageHook)):

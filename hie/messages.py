@@ -8,13 +8,13 @@ so the receiving worker rebuilds the same type.
 
 from __future__ import annotations
 
-import importlib
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hie.dotted_path import import_object
 from hie.errors import MessageError
 
 #: HIE's priority scale: 0 (least urgent) to 9 (most urgent); 5 unless someone says otherwise.
@@ -43,11 +43,8 @@ def _class_path(cls: type) -> str:
 
 
 def _load_class(path: str) -> type[BaseModel]:
-    module_name, _, qualname = path.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
+        obj = import_object(path)
     except (ImportError, AttributeError) as exc:
         raise MessageError(f"message body class {path!r} cannot be imported: {exc}") from exc
     if not (isinstance(obj, type) and issubclass(obj, BaseModel)):

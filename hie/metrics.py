@@ -69,7 +69,7 @@ class ProductionCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The production's counters and queue depths, read now."""
-        from hie.manager_status import item_counts
+        from hie.supervisor.status import item_counts
 
         name = self.production.name
         labels = ["production", "item"]

@@ -241,13 +241,10 @@ class RecoverySweeper:
 
 def build_sweeper(production: Production, settings: Settings, **options: Any) -> RecoverySweeper:
     """A sweeper for ``production`` with its own app, dispatcher and store."""
-    from hie.celery_app import create_app
-    from hie.store import MessageStore
-    from hie.tasks.register import make_dispatcher
+    from hie.startup import open_dispatcher, open_store
 
-    store = MessageStore(settings.database_url)
-    store.migrate()
-    dispatcher = make_dispatcher(create_app(settings), production, settings, store)
+    store = open_store(settings)
+    dispatcher = open_dispatcher(production, settings, store)
     return RecoverySweeper(store, dispatcher, production, **options)
 
 

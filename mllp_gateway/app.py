@@ -16,15 +16,14 @@ import logging
 import signal
 from dataclasses import dataclass, field
 
-from hie.celery_app import create_app
 from hie.hooks import hooks_for
 from hie.hosts.hl7_tcp import HL7TCPService
-from hie.manager import effective_production, load_state
 from hie.production import Production
 from hie.service_runner import ServiceRunner
 from hie.settings import Settings
-from hie.store import GroupCommitter, MessageStore
-from hie.tasks.register import make_dispatcher
+from hie.startup import open_dispatcher, open_store
+from hie.store import GroupCommitter
+from hie.supervisor.state import effective_production, load_state
 from mllp_gateway.health import HealthServer
 from mllp_gateway.loop_lag import LoopLag
 from mllp_gateway.server import GatewayServer
@@ -47,10 +46,9 @@ class Gateway:
         overrides = load_state(self.settings, self.production.name)
         self.production = effective_production(self.production, overrides)
         # The commit that gates an ACK is synced to disk (SQLite synchronous=FULL).
-        self.store = MessageStore(self.settings.database_url, durable=True)
-        self.store.migrate()
-        self.app = create_app(self.settings)
-        self.dispatcher = make_dispatcher(self.app, self.production, self.settings, self.store)
+        self.store = open_store(self.settings, durable=True)
+        self.dispatcher = open_dispatcher(self.production, self.settings, self.store)
+        self.app = self.dispatcher.app
         self.committer = GroupCommitter(self.store, after_commit=self.dispatcher.outbox.publish)
         self.runner = ServiceRunner(self.production, self.dispatcher)
 

@@ -1,7 +1,7 @@
 """Commands that run and control a production: start, stop, status, enable, disable, restart,
 update, flower.
 
-``start`` runs the supervisor (``hie.manager``); every other command talks to it over its control
+``start`` runs the supervisor (``hie.supervisor``); every other command talks to it over its control
 socket, so they work from another terminal. Without FILE they pick the only production running
 under ``HIE_HOME``.
 """
@@ -17,8 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hie.errors import ConfigError
+from hie.errors import ConfigError, ManagerNotRunningError
 from hie.settings import Settings
+from hie.supervisor.rundir import RunDir, log_dir, pid_alive
+from hie.supervisor.state import load_state
 
 
 def _load(path: str) -> Any:
@@ -29,7 +31,7 @@ def _load(path: str) -> Any:
 
 def _target(args: argparse.Namespace, settings: Settings) -> tuple[str, Any]:
     """(production name, Production or None) from FILE or the only running production."""
-    from hie.manager_control import running_productions
+    from hie.supervisor.control import running_productions
 
     if getattr(args, "file", None):
         production = _load(args.file)
@@ -43,22 +45,12 @@ def _target(args: argparse.Namespace, settings: Settings) -> tuple[str, Any]:
 
 
 def _call(settings: Settings, name: str, request: dict[str, Any]) -> dict[str, Any]:
-    from hie.manager_control import call, socket_path
+    from hie.supervisor.control import call
 
-    answer = call(socket_path(settings, name), request)
+    answer = call(RunDir.of(settings, name).socket, request)
     if not answer.get("ok"):
         raise ConfigError(str(answer.get("error")))
     return answer
-
-
-def _manager_pid(settings: Settings, name: str) -> int | None:
-    from hie.manager import _alive, run_dir
-
-    try:
-        pid = int((run_dir(settings, name) / "manager.pid").read_text())
-    except (OSError, ValueError):
-        return None
-    return pid if _alive(pid) else None
 
 
 # -- start ---------------------------------------------------------------------------------------
@@ -67,14 +59,14 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     from hie.broker import ensure_broker
 
     production = _load(args.file)
-    pid = _manager_pid(settings, production.name)
+    pid = RunDir.of(settings, production.name).manager_pid()
     if pid is not None:
         print(f"production {production.name} is already running (manager pid {pid})")
         return 1
     ensure_broker(settings)
     if args.detach:
         return _detach(args, settings, production.name)
-    from hie.manager import Supervisor
+    from hie.supervisor.supervisor import Supervisor
 
     supervisor = Supervisor(
         production,
@@ -96,9 +88,6 @@ def _gateway_env(args: argparse.Namespace) -> dict[str, str]:
 
 def _detach(args: argparse.Namespace, settings: Settings, name: str) -> int:
     """Start the manager in its own session with its output in a log; wait until it runs."""
-    from hie.manager import log_dir
-    from hie.manager_control import ManagerNotRunningError
-
     logs = log_dir(settings, name)
     logs.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "hie.cli", "start", args.file, "--quiet"]
@@ -151,18 +140,18 @@ class LiveTable:
         if now - self.last < self.every:
             return
         self.last = now
-        from hie.manager_status import format_table, full_status, snapshot
+        from hie.supervisor.status import format_table, full_status
 
         try:
             if self.store is None:
-                from hie.cli import open_store
+                from hie.startup import open_store
 
                 self.store = open_store(self.supervisor.settings)
             rows = full_status(
                 self.supervisor.production,
                 self.supervisor.settings,
                 self.store,
-                snapshot(self.supervisor),
+                self.supervisor.snapshot(),
                 self.supervisor.overrides,
             )
         except Exception as exc:  # the broker or store is down: say so, keep supervising
@@ -192,12 +181,10 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
         request["drain_timeout"] = args.drain_timeout
     answer = _call(settings, name, request)
     pid = int(answer["manager_pid"])
-    from hie.manager import _alive
-
     started = time.monotonic()
-    while _alive(pid) and time.monotonic() - started < args.wait:
+    while pid_alive(pid) and time.monotonic() - started < args.wait:
         time.sleep(0.1)
-    if _alive(pid):
+    if pid_alive(pid):
         print(f"production {name} is still stopping (manager pid {pid})")
         return 1
     print(f"production {name} stopped in {time.monotonic() - started:.1f}s")
@@ -206,10 +193,8 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     """Per item: enabled, state, pids, queue depth, processed, failed, last error."""
-    from hie.cli import open_store
-    from hie.manager import load_state
-    from hie.manager_control import ManagerNotRunningError
-    from hie.manager_status import format_table, full_status
+    from hie.startup import open_store
+    from hie.supervisor.status import format_table, full_status
 
     name, production = _target(args, settings)
     try:

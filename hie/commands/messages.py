@@ -24,6 +24,7 @@ from hie.errors import StoreError
 from hie.messages import Envelope
 from hie.settings import Settings
 from hie.store import MessageHeader, MessageStore, Status, TraceNode
+from hie.supervisor.rundir import RunDir
 
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -103,9 +104,10 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _store(settings: Settings) -> MessageStore:
-    store = MessageStore(settings.database_url)
-    store.migrate()
-    return store
+    # hie.startup imports Celery, which only resend needs: keep the read-only commands quick.
+    from hie.startup import open_store
+
+    return open_store(settings)
 
 
 def resolve(store: MessageStore, ident: str) -> MessageHeader:
@@ -209,7 +211,7 @@ def production_file(args: argparse.Namespace, settings: Settings) -> str | None:
     named = args.production or args.file
     if named:
         return str(named)
-    found = sorted((settings.home / "run").glob("*/production.path"))
+    found = [r.production_file for r in RunDir.every(settings) if r.production_file.exists()]
     if len(found) == 1:
         return found[0].read_text().strip()
     return None
@@ -238,9 +240,8 @@ def resend(store: MessageStore, dispatcher: Any, original: Envelope, to: str | N
 
 def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
     """Send a stored message again, to its target or to ``--to``; print the new id."""
-    from hie.celery_app import create_app
     from hie.config.loader import load_production
-    from hie.tasks.register import make_dispatcher
+    from hie.startup import open_dispatcher
 
     path = production_file(args, settings)
     if path is None:
@@ -252,7 +253,7 @@ def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
         print(f"error: message {original.message_id} has no target; use --to", file=sys.stderr)
         return 1
     production = load_production(path)
-    dispatcher = make_dispatcher(create_app(settings), production, settings, store)
+    dispatcher = open_dispatcher(production, settings, store)
     copy = resend(store, dispatcher, original, args.to)
     if args.json:
         print(json.dumps({"message_id": str(copy.message_id), "target": copy.target}))

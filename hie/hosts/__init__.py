@@ -7,7 +7,8 @@ imported on first use, so importing ``hie.hosts`` stays cheap.
 
 from __future__ import annotations
 
-from hie.hosts.registry import BUILTIN_HOSTS, import_object
+from hie.dotted_path import import_object
+from hie.hosts.registry import BUILTIN_HOSTS
 
 
 def __getattr__(name: str) -> object:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from hie.dotted_path import import_object
 from hie.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,19 +27,6 @@ BUILTIN_HOSTS: dict[str, str] = {
 def register_host(name: str, path: str) -> None:
     """Make ``name`` usable as a production ``class:`` for the class at ``path``."""
     BUILTIN_HOSTS[name] = path
-
-
-def import_object(path: str) -> object:
-    """The object at ``package.module:Name`` or ``package.module.Name``."""
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    if not module_name:
-        raise ImportError(f"{path!r} is not a dotted path")
-    obj: object = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def resolve_host_class(name: str) -> type[Host]:

@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from hie.production import Item, Production
-    from hie.settings import Settings
-    from hie.store import MessageStore
 
 
 def task_items(production: Production) -> list[Item]:
@@ -43,17 +41,6 @@ def configure_queues(app: Celery, production: Production) -> None:
     app.conf.task_queues = queues
     app.conf.task_default_queue = queues[0].name if queues else "celery"
     app.amqp.queues  # noqa: B018 - materialise the queue map with the new definitions
-
-
-def make_dispatcher(
-    app: Celery, production: Production, settings: Settings, store: MessageStore
-) -> Dispatcher:
-    """The dispatcher (and its outbox) for ``production`` in this process."""
-    from hie.outbox import Outbox
-
-    configure_queues(app, production)
-    outbox = Outbox(app, production, store, redis=settings.broker_is_redis)
-    return Dispatcher(app, production, redis=settings.broker_is_redis, outbox=outbox)
 
 
 def register_production(

@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from starlette.applications import Starlette
@@ -80,13 +80,9 @@ class ViewerState:
         """The dispatcher that resends; the Celery app is only built when first needed."""
         with self._lock:
             if self._sender is None:
-                from hie.celery_app import create_app
-                from hie.tasks.register import make_dispatcher
+                from hie.startup import open_dispatcher
 
-                app = create_app(self.settings)
-                # MessageStore's keyword-only signatures are narrower than StoreLike's **fields.
-                store = cast(Any, self.store)
-                self._sender = make_dispatcher(app, self.production, self.settings, store)
+                self._sender = open_dispatcher(self.production, self.settings, self.store)
             return self._sender
 
     def kind_of(self, name: str) -> str:
@@ -243,8 +239,7 @@ def _action(request: Request) -> str:
 def items_page(request: Request) -> Response:
     """Every item: state, queue depth, last-hour counts and rate, last error, controls."""
     viewer = _viewer(request)
-    sock = control.socket_path(viewer.settings.home, viewer.production.name)
-    status = control.send_command(sock, "status", timeout=2.0)
+    status = control.send_command(viewer.settings, viewer.production.name, "status", timeout=2.0)
     states = status.data.get("items") if status.ok else None
     views = items.overview(
         viewer.production, viewer.store, states if isinstance(states, dict) else None
@@ -271,8 +266,9 @@ async def item_command(request: Request) -> Response:
         viewer.production.item(name)
     except (ConfigError, KeyError):
         raise HTTPException(404, f"no item {name!r} in this production") from None
-    sock = control.socket_path(viewer.settings.home, viewer.production.name)
-    reply = await run_in_threadpool(control.send_command, sock, command, name)
+    reply = await run_in_threadpool(
+        control.send_command, viewer.settings, viewer.production.name, command, name
+    )
     log.info("item %s: %s by %s: %s", name, command, user.name, reply.message)
     notice = f"{command} {name}: {reply.message}"
     return RedirectResponse(f"/items?notice={quote(notice)}", status_code=303)
@@ -398,10 +394,9 @@ def create_web_app(
         ConfigError: login is required but no users are configured, or a user entry is bad.
     """
     if store is None:
-        from hie.store import MessageStore
+        from hie.startup import open_store
 
-        store = MessageStore(settings.database_url)
-        store.migrate()
+        store = open_store(settings)
     user_map = parse_users(users or "")
     if login_required and not user_map:
         raise ConfigError(

@@ -20,14 +20,14 @@ import yaml
 from kombu import Connection
 
 from hie.broker import answers
-from hie.celery_app import create_app
 from hie.config.loader import load_production
 from hie.messages import Envelope
 from hie.production import Production
 from hie.settings import Settings
+from hie.startup import open_dispatcher, open_store
+from hie.supervisor.rundir import RunDir
 from hie.store import MessageStore
 from hie.tasks.dispatcher import Dispatcher, queue_name
-from hie.tasks.register import make_dispatcher
 from tests.conftest import REPO
 
 
@@ -79,16 +79,14 @@ class Harness:
     @property
     def store(self) -> MessageStore:
         if self._store is None:
-            self._store = MessageStore(self.settings.database_url)
-            self._store.migrate()
+            self._store = open_store(self.settings)
         return self._store
 
     @property
     def dispatcher(self) -> Dispatcher:
         if self._dispatcher is None:
             assert self.production is not None
-            app = create_app(self.settings)
-            self._dispatcher = make_dispatcher(app, self.production, self.settings, self.store)
+            self._dispatcher = open_dispatcher(self.production, self.settings, self.store)
         return self._dispatcher
 
     def start_worker(
@@ -99,7 +97,7 @@ class Harness:
         ``expect``: how many Celery workers it starts (one per partition of a keyed item).
         """
         assert self.path is not None
-        run_dir = self.settings.home / "run" / self.name / item
+        run_dir = RunDir.of(self.settings, self.name).item(item)
         before = set(run_dir.glob("worker.*.ready")) if run_dir.exists() else set()
         log = (self.tmp / f"{item}.log").open("ab")
         proc = subprocess.Popen(
@@ -260,5 +258,5 @@ def free_port() -> int:
 
 def ready_files(settings: Settings, production: str, item: str) -> list[dict[str, Any]]:
     """What the workers of ``item`` announced when they became ready."""
-    folder = settings.home / "run" / production / item
+    folder = RunDir.of(settings, production).item(item)
     return [json.loads(p.read_text()) for p in folder.glob("worker.*.ready")]

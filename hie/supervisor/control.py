@@ -5,6 +5,8 @@ Requests are ``{"command": "status"}``, ``{"command": "enable", "item": "ADT.Out
 ``{"command": "stop", "drain_timeout": 30}``. Answers are ``{"ok": true, ...}`` or
 ``{"ok": false, "error": "..."}``. The socket lives at ``HIE_HOME/run/<production>/manager.sock``
 with mode 0600: whoever can write it controls the production.
+
+``call`` is the one client of it, used by the commands and the viewer.
 """
 
 from __future__ import annotations
@@ -17,19 +19,38 @@ import socket
 import socketserver
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hie.errors import ConfigError, HIEError
+from hie.config.loader import load_production
+from hie.errors import ConfigError, HIEError, ManagerNotRunningError
+from hie.supervisor.rundir import RunDir
 
 if TYPE_CHECKING:
-    from hie.manager import Supervisor
+    from hie.production import Production
     from hie.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
-class ManagerNotRunningError(HIEError):
-    """No manager answers for the production asked about."""
+class Controlled(Protocol):
+    """What the control socket drives: the supervisor of one running production."""
+
+    production: Production
+
+    @property
+    def name(self) -> str: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def enable(self, item: str) -> None: ...
+
+    def disable(self, item: str) -> None: ...
+
+    def restart(self, item: str) -> None: ...
+
+    def update(self, production: Production, file: Path) -> dict[str, list[str]]: ...
+
+    def request_stop(self, drain_timeout: float | None = None) -> None: ...
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -55,7 +76,7 @@ class _Server(socketserver.ThreadingUnixStreamServer):
 class ControlServer:
     """Serves control requests for one supervisor in a background thread."""
 
-    def __init__(self, supervisor: Supervisor, path: Path) -> None:
+    def __init__(self, supervisor: Controlled, path: Path) -> None:
         self.supervisor = supervisor
         self.path = path
         path.unlink(missing_ok=True)  # a stale socket from a manager that was killed
@@ -81,20 +102,16 @@ class ControlServer:
 
     def execute(self, request: dict[str, Any]) -> dict[str, Any]:
         """Run one request against the supervisor."""
-        from hie.manager_status import snapshot
-
         sup = self.supervisor
         command = request.get("command")
         if command == "status":
-            return {"ok": True, **snapshot(sup)}
+            return {"ok": True, **sup.snapshot()}
         if command in ("enable", "disable", "restart"):
             item = str(request["item"])
             sup.production.item(item)  # unknown items fail here with a clear message
-            getattr(sup, command)(item)
-            return {"ok": True, **snapshot(sup)}
+            {"enable": sup.enable, "disable": sup.disable, "restart": sup.restart}[command](item)
+            return {"ok": True, **sup.snapshot()}
         if command == "update":
-            from hie.config.loader import load_production
-
             path = Path(request["file"])
             production = load_production(path)
             if production.name != sup.name:
@@ -103,7 +120,7 @@ class ControlServer:
                     f"{sup.name!r}; stop it and start the other one"
                 )
             changes = sup.update(production, path)
-            return {"ok": True, "changes": changes, **snapshot(sup)}
+            return {"ok": True, "changes": changes, **sup.snapshot()}
         if command == "stop":
             timeout = request.get("drain_timeout")
             sup.request_stop(None if timeout is None else float(timeout))
@@ -115,7 +132,9 @@ def call(path: Path, request: dict[str, Any], timeout: float = 300.0) -> dict[st
     """Send one request to the manager listening at ``path``; return its answer.
 
     Raises:
-        ManagerNotRunningError: nothing listens there.
+        ManagerNotRunningError: nothing listens there, or it hung up without answering.
+        OSError: the manager did not answer within ``timeout``.
+        ValueError: the answer is not a JSON object.
     """
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -130,22 +149,21 @@ def call(path: Path, request: dict[str, Any], timeout: float = 300.0) -> dict[st
         line = stream.readline()
     if not line:
         raise ManagerNotRunningError(f"the manager at {path} closed the connection")
-    answer: dict[str, Any] = json.loads(line)
+    answer = json.loads(line)
+    if not isinstance(answer, dict):
+        raise ValueError(f"the manager at {path} sent an answer that is not a JSON object")
     return answer
 
 
 def running_productions(settings: Settings) -> list[str]:
     """Names of productions under ``HIE_HOME`` whose manager answers."""
     found = []
-    for sock in sorted((settings.home / "run").glob("*/manager.sock")):
+    for run in RunDir.every(settings):
+        if not run.socket.exists():
+            continue
         try:
-            call(sock, {"command": "status"}, timeout=10)
+            call(run.socket, {"command": "status"}, timeout=10)
         except (ManagerNotRunningError, OSError):
             continue
-        found.append(sock.parent.name)
+        found.append(run.production)
     return found
-
-
-def socket_path(settings: Settings, production: str) -> Path:
-    """Where the manager of ``production`` listens."""
-    return settings.home / "run" / production / "manager.sock"

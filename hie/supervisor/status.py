@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
@@ -18,23 +17,11 @@ from sqlalchemy import func, select
 from hie.tasks.dispatcher import queue_name
 
 if TYPE_CHECKING:
-    from hie.manager import Supervisor
     from hie.production import Production
     from hie.settings import Settings
     from hie.store import MessageStore
 
 _PRIORITY_LISTS = ["", *(f":{n}" for n in range(1, 10))]
-
-
-def pool_children(pid: int) -> list[int]:
-    """The child pids of ``pid`` (a prefork worker's pool processes), read from /proc."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue
-    return sorted(set(children))
 
 
 def queue_depths(settings: Settings, queues: Iterable[str]) -> dict[str, int]:
@@ -77,17 +64,6 @@ def _amqp_depths(settings: Settings, queues: list[str]) -> dict[str, int]:
                 out[q] = 0
                 channel = conn.channel()
     return out
-
-
-def total_depth(supervisor: Supervisor) -> int:
-    """Messages queued for the production's enabled workers (what a graceful stop drains)."""
-    items = [
-        i.name
-        for i in supervisor.production.items
-        if supervisor.kind(i.name) != "service" and supervisor.enabled(i.name)
-    ]
-    depths = queue_depths(supervisor.settings, [queue_name(supervisor.name, n) for n in items])
-    return sum(depths.values())
 
 
 @dataclass
@@ -164,65 +140,6 @@ class ItemStatus:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return asdict(self)
-
-
-def unit_state(unit: Any, enabled: bool) -> str:
-    """One word for a supervised process (``unit`` may be None: not running)."""
-    if not enabled:
-        return "disabled"
-    if unit is None:
-        return "stopped"
-    if unit.given_up:
-        return "failed"
-    if unit.pid is None:
-        return "restarting"
-    return "running" if unit.ready else "starting"
-
-
-def snapshot(supervisor: Supervisor) -> dict[str, Any]:
-    """What the running manager knows: per item its process state and pids (no I/O)."""
-    from hie.manager import GATEWAY
-
-    with supervisor.lock:
-        items = []
-        for item in supervisor.production.items:
-            kind = supervisor.kind(item.name)
-            unit = supervisor.units.get(GATEWAY if kind == "service" else item.name)
-            enabled = supervisor.enabled(item.name)
-            pid = unit.pid if unit is not None else None
-            prefork = kind != "service" and item.pool == "prefork"
-            children = pool_children(pid) if pid and prefork else []
-            items.append(
-                {
-                    "name": item.name,
-                    "kind": kind,
-                    "enabled": enabled,
-                    "state": unit_state(unit, enabled),
-                    "pid": pid,
-                    "pool_pids": children,
-                    "restarts": unit.restarts if unit is not None else 0,
-                    "pool": None if kind == "service" else item.pool,
-                    "pool_size": None if kind == "service" else item.pool_size,
-                }
-            )
-        extras = [
-            {"name": u.name, "kind": u.kind, "state": unit_state(u, True), "pid": u.pid}
-            for u in supervisor.units.values()
-            if u.kind in ("extra", GATEWAY)
-        ]
-    return {
-        "production": supervisor.name,
-        "file": str(supervisor.file),
-        "manager_pid": _getpid(),
-        "items": items,
-        "processes": extras,
-    }
-
-
-def _getpid() -> int:
-    import os
-
-    return os.getpid()
 
 
 def full_status(

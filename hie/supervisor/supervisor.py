@@ -5,23 +5,16 @@ before there is somewhere to send it; stop order is the reverse, and between the
 workers the queues get a chance to drain. A process that dies is restarted with exponential
 back-off and given up after ``max_restarts`` failures in a row.
 
-Every process runs in its own session (process group): Ctrl-C at the terminal reaches only the
-manager, which stops the rest in order, and a worker killed with SIGKILL leaves no orphaned pool
-children behind (the group is killed before the restart).
-
-Run state lives under ``HIE_HOME/run/<production>/``: ``manager.pid``, ``manager.sock`` (the
-control channel, see ``hie.manager_control``) and ``state.json`` (items enabled or disabled at
-run time, which outlive a restart of the manager).
+Run state lives in the production's run directory (``hie.supervisor.rundir``): the manager's pid,
+its control socket (``hie.supervisor.control``) and the run-time enable/disable overrides
+(``hie.supervisor.state``), which outlive a restart of the manager.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -32,6 +25,12 @@ from typing import Any
 
 from hie.production import Item, Production
 from hie.settings import Settings
+from hie.supervisor.control import ControlServer
+from hie.supervisor.rundir import RunDir, log_dir
+from hie.supervisor.state import load_state, save_state
+from hie.supervisor.status import queue_depths
+from hie.supervisor.unit import Unit, pool_children, unit_state
+from hie.tasks.dispatcher import queue_name
 
 log = logging.getLogger(__name__)
 
@@ -42,128 +41,9 @@ RECOVERY = "recovery"
 STABLE_SECONDS = 30.0
 
 
-def run_dir(settings: Settings, production: str) -> Path:
-    """``HIE_HOME/run/<production>``: pid file, control socket, state, workers' ready files."""
-    return settings.home / "run" / production
-
-
-def log_dir(settings: Settings, production: str) -> Path:
-    """``HIE_HOME/log/<production>``: one log per supervised process, plus the manager's."""
-    return settings.home / "log" / production
-
-
-def load_state(settings: Settings, production: str) -> dict[str, bool]:
-    """Run-time enable/disable overrides: item name -> enabled."""
-    path = run_dir(settings, production) / "state.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return {str(k): bool(v) for k, v in data.get("enabled", {}).items()}
-
-
-def save_state(settings: Settings, production: str, enabled: dict[str, bool]) -> None:
-    """Persist the overrides atomically (a crash mid-write must not lose every override)."""
-    folder = run_dir(settings, production)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "state.json.tmp"
-    tmp.write_text(json.dumps({"enabled": enabled}, indent=2, sort_keys=True))
-    tmp.replace(folder / "state.json")
-
-
-def effective_production(production: Production, overrides: dict[str, bool]) -> Production:
-    """``production`` with the run-time overrides applied to each item's ``enabled``."""
-    items = [
-        i.model_copy(update={"enabled": overrides[i.name]}) if i.name in overrides else i
-        for i in production.items
-    ]
-    return production.model_copy(update={"items": items})
-
-
 def item_definition(item: Item) -> dict[str, Any]:
     """What decides whether a running item must restart after ``update`` (not its line)."""
     return item.model_dump(exclude={"line", "enabled"}, by_alias=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass
-class Unit:
-    """One supervised OS process: an item's worker, the gateway, or an extra helper."""
-
-    name: str
-    kind: str  # operation | process | gateway | extra
-    argv: list[str]
-    log_path: Path
-    ready_dir: Path | None = None
-    process: subprocess.Popen[bytes] | None = None
-    failures: int = 0
-    restarts: int = 0
-    next_start: float = 0.0
-    given_up: bool = False
-    started_at: float = 0.0
-    last_exit: int | None = None
-
-    @property
-    def pid(self) -> int | None:
-        """The current OS pid, if running."""
-        return self.process.pid if self.process and self.process.poll() is None else None
-
-    @property
-    def ready(self) -> bool:
-        """True once the worker announced itself (gateways and extras: once running)."""
-        pid = self.pid
-        if pid is None:
-            return False
-        if self.ready_dir is None:
-            return True
-        return (self.ready_dir / f"worker.{pid}.ready").exists()
-
-    def start(self, env: dict[str, str]) -> None:
-        """Launch (or relaunch) the process in its own session, output appended to its log."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        if self.ready_dir is not None and self.ready_dir.exists():
-            for stale in self.ready_dir.glob("worker.*.ready"):
-                if not _alive(int(stale.name.split(".")[1])):
-                    stale.unlink(missing_ok=True)
-        with self.log_path.open("ab") as out:
-            self.process = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        self.started_at = time.monotonic()
-        self.given_up = False
-
-    def signal_group(self, sig: int) -> None:
-        """Send ``sig`` to the process's group (its pool children too)."""
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, sig)
-
-    def terminate(self, timeout: float) -> None:
-        """SIGTERM (Celery: warm shutdown, the task in hand finishes), SIGKILL after ``timeout``."""
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0fs; killing it", self.name, timeout)
-        # Whatever is left of the group (pool children of a killed parent) goes now.
-        self.signal_group(signal.SIGKILL)
-        self.process.wait()
-        self.last_exit = self.process.returncode
-        if self.ready_dir is not None:
-            (self.ready_dir / f"worker.{self.process.pid}.ready").unlink(missing_ok=True)
-        self.process = None
 
 
 @dataclass
@@ -215,7 +95,7 @@ class Supervisor:
             self.kind(item),
             [*self._cli(), "worker", str(self.file), item],
             log_dir(self.settings, self.name) / f"{item}.log",
-            ready_dir=run_dir(self.settings, self.name) / item,
+            ready_dir=RunDir.of(self.settings, self.name).item(item),
         )
 
     def _gateway_needed(self) -> bool:
@@ -321,12 +201,20 @@ class Supervisor:
             self._stop_units(by_kind[GATEWAY])
             timeout = self.drain_timeout if drain_timeout is None else drain_timeout
             if timeout > 0 and (by_kind["process"] or by_kind["operation"]):
-                from hie.manager_status import total_depth
-
-                drained = self.drain(timeout, lambda: total_depth(self))
+                drained = self.drain(timeout, self.queued)
                 log.info("queues %s", "drained" if drained else "not drained; left queued")
             for kind in _STOP_ORDER[1:]:
                 self._stop_units(by_kind[kind])
+
+    def queued(self) -> int:
+        """Messages queued for the enabled workers (what a graceful stop drains)."""
+        items = [
+            i.name
+            for i in self.production.items
+            if self.kind(i.name) != "service" and self.enabled(i.name)
+        ]
+        depths = queue_depths(self.settings, [queue_name(self.name, n) for n in items])
+        return sum(depths.values())
 
     # -- supervision ----------------------------------------------------------------------------
     def poll(self) -> list[str]:
@@ -457,20 +345,54 @@ class Supervisor:
             self._reconcile_gateway(restart=bool(services))
             return {"added": added, "removed": removed, "changed": changed, "toggled": toggled}
 
+    def snapshot(self) -> dict[str, Any]:
+        """What the running manager knows: per item its process state and pids (no I/O)."""
+        with self.lock:
+            items = []
+            for item in self.production.items:
+                kind = self.kind(item.name)
+                unit = self.units.get(GATEWAY if kind == "service" else item.name)
+                enabled = self.enabled(item.name)
+                pid = unit.pid if unit is not None else None
+                prefork = kind != "service" and item.pool == "prefork"
+                children = pool_children(pid) if pid and prefork else []
+                items.append(
+                    {
+                        "name": item.name,
+                        "kind": kind,
+                        "enabled": enabled,
+                        "state": unit_state(unit, enabled),
+                        "pid": pid,
+                        "pool_pids": children,
+                        "restarts": unit.restarts if unit is not None else 0,
+                        "pool": None if kind == "service" else item.pool,
+                        "pool_size": None if kind == "service" else item.pool_size,
+                    }
+                )
+            extras = [
+                {"name": u.name, "kind": u.kind, "state": unit_state(u, True), "pid": u.pid}
+                for u in self.units.values()
+                if u.kind in ("extra", GATEWAY)
+            ]
+        return {
+            "production": self.name,
+            "file": str(self.file),
+            "manager_pid": os.getpid(),
+            "items": items,
+            "processes": extras,
+        }
+
     # -- the main loop --------------------------------------------------------------------------
     def run(
         self, *, on_tick: Callable[[list[str]], None] | None = None, interval: float = 0.5
     ) -> None:
         """Start, supervise and serve the control channel until stopped; then stop in order."""
-        from hie.manager_control import ControlServer
-
-        folder = run_dir(self.settings, self.name)
-        folder.mkdir(parents=True, exist_ok=True)
-        pid_file = folder / "manager.pid"
-        pid_file.write_text(str(os.getpid()))
+        run = RunDir.of(self.settings, self.name)
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.pid_file.write_text(str(os.getpid()))
         # Commands that need the production (resend, ...) find it here while it runs.
-        (folder / "production.path").write_text(str(Path(self.file).resolve()))
-        control = ControlServer(self, folder / "manager.sock")
+        run.production_file.write_text(str(Path(self.file).resolve()))
+        control = ControlServer(self, run.socket)
         control.start()
         try:
             self.start()
@@ -483,8 +405,8 @@ class Supervisor:
             self.stopping.clear()
             self.stop()
             control.close()
-            pid_file.unlink(missing_ok=True)
-            (folder / "production.path").unlink(missing_ok=True)
+            run.pid_file.unlink(missing_ok=True)
+            run.production_file.unlink(missing_ok=True)
 
     def request_stop(self, drain_timeout: float | None = None) -> None:
         """Ask the main loop to stop (from a signal handler or the control channel)."""
