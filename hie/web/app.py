@@ -240,10 +240,14 @@ def items_page(request: Request) -> Response:
     """Every item: state, queue depth, last-hour counts and rate, last error, controls."""
     viewer = _viewer(request)
     status = control.send_command(viewer.settings, viewer.production.name, "status", timeout=2.0)
-    states = status.data.get("items") if status.ok else None
-    views = items.overview(
-        viewer.production, viewer.store, states if isinstance(states, dict) else None
+    # The manager answers a list of item snapshots, each with its name.
+    running = status.data.get("items") if status.ok else None
+    states = (
+        {i["name"]: i for i in running if isinstance(i, dict) and "name" in i}
+        if isinstance(running, list)
+        else None
     )
+    views = items.overview(viewer.production, viewer.store, states)
     return render(
         request,
         "items.html",

@@ -15,6 +15,8 @@ from starlette.testclient import TestClient
 from hie.config.loader import load_production
 from hie.messages import Envelope
 from hie.settings import Settings
+from hie.supervisor.control import ControlServer
+from hie.supervisor.rundir import RunDir
 from hie.store import MessageStore, Status
 from hie.web import create_web_app
 from hie.web.auth import hash_password
@@ -320,3 +322,43 @@ def test_login_without_users_is_refused_at_start(settings: Settings, production:
         create_web_app(settings, production, login_required=True, users="")
     with pytest.raises(ConfigError, match="viewer or operator"):
         create_web_app(settings, production, users="ann:hash:admin")
+
+
+class StateOnlySupervisor:
+    """Answers the control socket's ``status`` the way the manager does: a list of items."""
+
+    def __init__(self, production: Any) -> None:
+        self.production = production
+        self.name = production.name
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "production": self.name,
+            "items": [
+                {"name": "ADT.In", "state": "running"},
+                {"name": "ADT.Out", "state": "disabled"},
+            ],
+        }
+
+
+def test_items_page_shows_each_items_state_from_the_manager(
+    client: TestClient, settings: Settings, production: Any
+) -> None:
+    # Given a manager answering on the production's control socket
+    run = RunDir.of(settings, production.name)
+    run.path.mkdir(parents=True)
+    server = ControlServer(StateOnlySupervisor(production), run.socket)  # type: ignore[arg-type]
+    server.start()
+    try:
+        page = client.get("/items")
+    finally:
+        server.close()
+    # Then each item's row carries the state the manager reported
+    rows = {
+        name: row
+        for row in re.findall(r"<tr.*?</tr>", page.text, flags=re.S)
+        for name in ("ADT.In", "ADT.Out")
+        if f">{name}<" in row
+    }
+    assert "manager not running" not in page.text
+    assert "<td>running</td>" in rows["ADT.In"] and "<td>disabled</td>" in rows["ADT.Out"]
