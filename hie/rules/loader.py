@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from hie.config.safe_xml import parse_xml
 from hie.errors import ConfigError
-from hie.rules.iris_rules import load_iris_rules
+from hie.iris.dtl import load_dtl
+from hie.iris.rules import load_iris_rules
 from hie.rules.model import RuleDefinition, rules_from_data
-
-if TYPE_CHECKING:
-    from hie.rules.dtl import Transform
+from hie.rules.transform import Transform, transform_from_data
 
 __all__ = ["LookupTables", "load_lookup_tables", "load_rules", "load_transform"]
 
@@ -45,8 +44,6 @@ def load_rules(path: str | Path) -> RuleDefinition:
 
 def load_transform(path: str | Path, *, allow_partial: bool = False) -> Transform:
     """A transform from an IRIS DTL ``.cls``/``.xml`` file or HIE YAML/JSON (by suffix)."""
-    from hie.rules.dtl import load_dtl, transform_from_data
-
     path = Path(path)
     if path.suffix.lower() in (".cls", ".xml"):
         return load_dtl(path, allow_partial=allow_partial)
