@@ -20,49 +20,14 @@ from typing import Any
 
 import yaml
 
-from hie.config.safe_xml import parse_xml
-from hie.errors import ConfigError, HIEError, ProductionError
-from hie.iris.classfile import class_declaration, xdata_names
+from hie.errors import HIEError, ProductionError
+from hie.iris.classfile import file_kind
 from hie.iris.dtl import load_dtl
 from hie.iris.mapping import load_mapping
 from hie.iris.production import IrisProduction, read_iris_production
 from hie.iris.rules import load_iris_rules
 from hie.rules.model import RuleDefinition
 from hie.rules.transform import Transform
-
-_KINDS = {
-    "Ens.Production": "production",
-    "Ens.Rule.Definition": "rule",
-    "Ens.DataTransformDTL": "dtl",
-    "ProductionDefinition": "production",
-    "RuleDefinition": "rule",
-    "DTL": "dtl",
-    "Production": "production",
-    "ruleDefinition": "rule",
-    "transform": "dtl",
-}
-
-
-def file_kind(path: Path) -> str:
-    """``production``, ``rule`` or ``dtl``; ``ConfigError`` when the file is none of these."""
-    if path.suffix.lower() == ".cls":
-        text = path.read_text(encoding="utf-8")
-        names = class_declaration(text)[1] + xdata_names(text)
-    else:
-        root = parse_xml(path.read_bytes(), source=str(path))
-        names = [
-            e.text.strip() if e.tag == "Super" and e.text else e.get("name") or str(e.tag)
-            for e in root.iter()
-            if isinstance(e.tag, str)
-        ]
-        names = [n.rsplit("}", 1)[-1] for n in names]
-    for name in names:
-        if name in _KINDS:
-            return _KINDS[name]
-    raise ConfigError(
-        f"{path}: not an IRIS production, routing rule or DTL (no Ens.Production, "
-        "Ens.Rule.Definition or Ens.DataTransformDTL)"
-    )
 
 
 def _item_yaml(item: dict[str, Any]) -> str:

@@ -18,19 +18,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from lxml import etree
 
-from hie.config.safe_xml import parse_xml
 from hie.errors import ConfigError
+from hie.iris.safe_xml import parse_xml
 
 __all__ = [
     "Definition",
     "class_declaration",
     "extract_xdata",
+    "file_kind",
     "read_definition",
     "tag_name",
-    "xdata_names",
 ]
 
 _CLASS_RE = re.compile(r"^\s*Class\s+([\w.%]+)(?:\s+Extends\s+\(?([\w.%,\s]+)\)?)?", re.MULTILINE)
@@ -38,6 +39,18 @@ _XDATA_RE = re.compile(r"^[ \t]*XData[ \t]+(\w+)\b[^\n{]*\n?[ \t]*\{[ \t]*\n?", 
 _XDATA_NAME_RE = re.compile(r"^[ \t]*XData[ \t]+(\w+)", re.MULTILINE)
 _XDATA_END_RE = re.compile(r"^[ \t]*\}[ \t]*$", re.MULTILINE)
 _DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>")
+#: Superclass, XData block or root element -> the kind of definition the file holds.
+_KINDS = {
+    "Ens.Production": "production",
+    "Ens.Rule.Definition": "rule",
+    "Ens.DataTransformDTL": "dtl",
+    "ProductionDefinition": "production",
+    "RuleDefinition": "rule",
+    "DTL": "dtl",
+    "Production": "production",
+    "ruleDefinition": "rule",
+    "transform": "dtl",
+}
 
 
 def tag_name(element: etree._Element) -> str:
@@ -54,9 +67,26 @@ def class_declaration(cls_text: str) -> tuple[str, list[str]]:
     return match.group(1), supers
 
 
-def xdata_names(cls_text: str) -> list[str]:
-    """The names of the ``XData`` blocks of a ``.cls`` file, in order."""
-    return _XDATA_NAME_RE.findall(cls_text)
+def file_kind(path: Path) -> str:
+    """``production``, ``rule`` or ``dtl``; ``ConfigError`` when the file is none of these."""
+    if path.suffix.lower() == ".cls":
+        text = path.read_text(encoding="utf-8")
+        names = class_declaration(text)[1] + _XDATA_NAME_RE.findall(text)
+    else:
+        root = parse_xml(path.read_bytes(), source=str(path))
+        # An export names its class's superclass in <Super> and its XData blocks by name.
+        names = [
+            e.text.strip() if tag_name(e) == "Super" and e.text else e.get("name") or tag_name(e)
+            for e in root.iter()
+            if tag_name(e)
+        ]
+    for name in names:
+        if name in _KINDS:
+            return _KINDS[name]
+    raise ConfigError(
+        f"{path}: not an IRIS production, routing rule or DTL (no Ens.Production, "
+        "Ens.Rule.Definition or Ens.DataTransformDTL)"
+    )
 
 
 def extract_xdata(cls_text: str, name: str, *, source: str) -> tuple[str, int]:

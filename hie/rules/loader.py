@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from hie.config.safe_xml import parse_xml
 from hie.errors import ConfigError
 from hie.iris.dtl import load_dtl
+from hie.iris.lookup import load_lookup_export
 from hie.iris.rules import load_iris_rules
 from hie.rules.model import RuleDefinition, rules_from_data
 from hie.rules.transform import Transform, transform_from_data
@@ -70,24 +70,14 @@ class LookupTables:
         """Add the tables of one file (YAML, JSON or IRIS lookup-table XML)."""
         path = Path(path)
         if path.suffix.lower() == ".xml":
-            self._load_xml(path)
+            for name, entries in load_lookup_export(path).items():
+                self.add(name, entries)
             return
         data = _read_data(path)
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
             raise ConfigError(f"{path}: lookup tables must be {{table: {{key: value}}}}")
         for name, entries in data.items():
             self.add(str(name), entries)
-
-    def _load_xml(self, path: Path) -> None:
-        try:
-            root = parse_xml(path.read_bytes(), source=str(path))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-        for entry in root.iter("{*}entry", "entry"):
-            table, key = entry.get("table"), entry.get("key")
-            if table is None or key is None:
-                raise ConfigError(f"{path}:{entry.sourceline}: <entry> needs table and key")
-            self.tables.setdefault(table, {})[key] = entry.text or ""
 
 
 def load_lookup_tables(paths: Iterable[str | Path]) -> LookupTables:

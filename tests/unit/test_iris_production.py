@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from hie.cli import main
-from hie.commands.iris import file_kind
 from hie.config.loader import load_production
 from hie.errors import ProductionError
+from hie.iris.classfile import file_kind
 from hie.iris.production import load_iris_production, migration_report, read_iris_production
 
 ROOT = Path(__file__).resolve().parents[2]

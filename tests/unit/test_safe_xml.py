@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hie.config.safe_xml import parse_xml
+from hie.iris.safe_xml import parse_xml
 from hie.errors import ConfigError
 
 BOMB = """<?xml version="1.0"?>
