@@ -201,8 +201,8 @@ def read_definition(data: str | bytes, *, xdata: str, root: str, source: str) ->
         found = found or _from_export(element, text, root, source)
     if found is None:
         raise ConfigError(
-            f"{source}: no <{root}> in this file; expected a class with XData {xdata}, "
-            "or an export of one"
+            f"{source}: no <{root}> in this <{tag_name(element)}> document; expected a class "
+            f"with XData {xdata}, or an export of one"
         )
     if tag_name(found.root) != root:
         raise found.error(found.root, f"expected <{root}>, found <{tag_name(found.root)}>")

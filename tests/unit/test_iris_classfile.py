@@ -107,7 +107,8 @@ def test_dtl_in_an_export_names_the_line_of_its_code_block() -> None:
 
 def test_an_export_without_the_definition_says_what_was_expected() -> None:
     text = as_export(RULE, "RuleDefinition")
-    with pytest.raises(ConfigError, match=r"^t\.xml: no <transform> in this file.*XData DTL"):
+    expected = r"^t\.xml: no <transform> in this <Export> document; .* XData DTL"
+    with pytest.raises(ConfigError, match=expected):
         read_definition(text, xdata="DTL", root="transform", source="t.xml")
     with pytest.raises(ConfigError, match=r"^t\.cls: no 'XData DTL' block"):
         read_definition(
