@@ -7,7 +7,9 @@ objects, naming the file and line of every problem:
 - ``mapping``: what each IRIS class and setting becomes in HIE (extendable by a mapping file);
 - ``rules``: ``Ens.Rule.Definition`` -> ``hie.rules.model.RuleDefinition``;
 - ``dtl``: ``Ens.DataTransformDTL`` -> ``hie.rules.transform.Transform``;
-- ``classfile``: the one reader of class files and exports that the three above share.
+- ``lookup``: lookup-table exports -> the tables of ``hie.rules.loader.LookupTables``;
+- ``classfile``: the one reader of class files and exports that the readers above share;
+- ``safe_xml``: the parser every one of them uses (no DTDs, no entities, no network).
 """
 
 from __future__ import annotations
