@@ -33,7 +33,7 @@ def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if Path(args.file).suffix.lower() in {".cls", ".xml"}:
             # IRIS files load without their unmapped items; the report explains each one.
-            from hie.config.iris import read_iris_production
+            from hie.iris.production import read_iris_production
 
             iris = read_iris_production(args.file, args.mapping)
             production, migration = iris.production, iris.report()

@@ -5,7 +5,7 @@ Inputs may be mixed; each file's kind comes from its class (``Extends Ens.Produc
 from its root element. Output in ``-o DIR``:
 
 - ``<production>.yaml`` per production (loads back with ``hie validate``);
-- ``rules/<RuleClass>.yaml`` and ``transforms/<DTLClass>.yaml`` when ``hie.rules`` can read them;
+- ``rules/<RuleClass>.yaml`` and ``transforms/<DTLClass>.yaml`` for routing rules and DTL;
 - ``report.json`` and ``report.txt``: every item, what it became and everything that did not map.
 
 A production with unmapped items is written only with ``--allow-partial`` (then without them).
@@ -14,56 +14,20 @@ A production with unmapped items is written only with ``--allow-partial`` (then 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hie.config.iris import IrisProduction, read_iris_production
-from hie.config.iris_map import load_mapping
-from hie.config.safe_xml import parse_xml
-from hie.errors import ConfigError, HIEError, ProductionError
-
-_EXTENDS_RE = re.compile(r"^\s*Class\s+([\w.%]+)(?:\s+Extends\s+\(?([\w.%,\s]+)\)?)?", re.M)
-_XDATA_RE = re.compile(r"^\s*XData\s+(\w+)", re.M)
-_KINDS = {
-    "Ens.Production": "production",
-    "Ens.Rule.Definition": "rule",
-    "Ens.DataTransformDTL": "dtl",
-    "ProductionDefinition": "production",
-    "RuleDefinition": "rule",
-    "DTL": "dtl",
-    "Production": "production",
-    "ruleDefinition": "rule",
-    "transform": "dtl",
-}
-
-
-def file_kind(path: Path) -> str:
-    """``production``, ``rule`` or ``dtl``; ``ConfigError`` when the file is none of these."""
-    if path.suffix.lower() == ".cls":
-        text = path.read_text(encoding="utf-8")
-        match = _EXTENDS_RE.search(text)
-        supers = [s.strip() for s in (match.group(2) or "").split(",")] if match else []
-        names = supers + _XDATA_RE.findall(text)
-    else:
-        root = parse_xml(path.read_bytes(), source=str(path))
-        names = [
-            e.text.strip() if e.tag == "Super" and e.text else e.get("name") or str(e.tag)
-            for e in root.iter()
-            if isinstance(e.tag, str)
-        ]
-        names = [n.rsplit("}", 1)[-1] for n in names]
-    for name in names:
-        if name in _KINDS:
-            return _KINDS[name]
-    raise ConfigError(
-        f"{path}: not an IRIS production, routing rule or DTL (no Ens.Production, "
-        "Ens.Rule.Definition or Ens.DataTransformDTL)"
-    )
+from hie.errors import HIEError, ProductionError
+from hie.iris.classfile import file_kind
+from hie.iris.dtl import load_dtl
+from hie.iris.mapping import load_mapping
+from hie.iris.production import IrisProduction, read_iris_production
+from hie.iris.rules import load_iris_rules
+from hie.rules.model import RuleDefinition
+from hie.rules.transform import Transform
 
 
 def _item_yaml(item: dict[str, Any]) -> str:
@@ -134,26 +98,15 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def _convert_other(path: Path, kind: str, out_dir: Path) -> dict[str, Any]:
-    """Convert a rule or DTL file with ``hie.rules``, when this version has it."""
-    module, funcs, folder = (
-        ("hie.rules.iris_rules", ("load_iris_rules",), "rules")
-        if kind == "rule"
-        else ("hie.rules.dtl", ("load_iris_dtl", "load_dtl"), "transforms")
-    )
-    try:
-        found = importlib.import_module(module)
-        loader = next(getattr(found, f) for f in funcs if hasattr(found, f))
-    except Exception as exc:  # an optional converter that fails to import must not stop the rest
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        error = f"{module}.{funcs[0]} is not available in this version ({reason})"
-        return {"file": str(path), "kind": kind, "ok": False, "error": error}
-    loaded = loader(path)
-    name = str(getattr(loaded, "name", None) or path.stem)
+    """Convert a rule or DTL file into HIE YAML under ``rules/`` or ``transforms/``."""
+    loaded: RuleDefinition | Transform = load_iris_rules(path) if kind == "rule" else load_dtl(path)
+    folder = "rules" if kind == "rule" else "transforms"
+    name = loaded.name or path.stem
     target = out_dir / folder / f"{name}.yaml"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(loaded.to_yaml(), encoding="utf-8")
     entry = {"file": str(path), "kind": kind, "ok": True, "name": name, "output": str(target)}
-    if kind == "rule":
+    if isinstance(loaded, RuleDefinition):
         entry["transforms"] = sorted(loaded.transforms())
     return entry
 

@@ -86,7 +86,7 @@ def load_production(path: str | Path) -> Production:
     if not path.exists():
         raise ConfigError(f"production file {path} does not exist")
     if path.suffix.lower() in {".cls", ".xml"}:
-        from hie.config.iris import load_iris_production
+        from hie.iris.production import load_iris_production
 
         production: Production = load_iris_production(path)
         return production

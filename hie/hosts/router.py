@@ -16,7 +16,7 @@ from hie.errors import ConfigError
 from hie.hl7 import HL7Message
 from hie.hosts.base import ItemSettings
 from hie.hosts.process import BusinessProcess
-from hie.rules.dtl import TransformRegistry
+from hie.rules.transform import TransformRegistry
 from hie.rules.loader import LookupTables, load_lookup_tables, load_rules, load_transform
 from hie.rules.model import RuleDefinition, rules_from_data
 

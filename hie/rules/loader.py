@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
-from hie.config.safe_xml import parse_xml
 from hie.errors import ConfigError
-from hie.rules.iris_rules import load_iris_rules
+from hie.iris.dtl import load_dtl
+from hie.iris.lookup import load_lookup_export
+from hie.iris.rules import load_iris_rules
 from hie.rules.model import RuleDefinition, rules_from_data
-
-if TYPE_CHECKING:
-    from hie.rules.dtl import Transform
+from hie.rules.transform import Transform, transform_from_data
 
 __all__ = ["LookupTables", "load_lookup_tables", "load_rules", "load_transform"]
 
@@ -45,8 +44,6 @@ def load_rules(path: str | Path) -> RuleDefinition:
 
 def load_transform(path: str | Path, *, allow_partial: bool = False) -> Transform:
     """A transform from an IRIS DTL ``.cls``/``.xml`` file or HIE YAML/JSON (by suffix)."""
-    from hie.rules.dtl import load_dtl, transform_from_data
-
     path = Path(path)
     if path.suffix.lower() in (".cls", ".xml"):
         return load_dtl(path, allow_partial=allow_partial)
@@ -73,24 +70,14 @@ class LookupTables:
         """Add the tables of one file (YAML, JSON or IRIS lookup-table XML)."""
         path = Path(path)
         if path.suffix.lower() == ".xml":
-            self._load_xml(path)
+            for name, entries in load_lookup_export(path).items():
+                self.add(name, entries)
             return
         data = _read_data(path)
         if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
             raise ConfigError(f"{path}: lookup tables must be {{table: {{key: value}}}}")
         for name, entries in data.items():
             self.add(str(name), entries)
-
-    def _load_xml(self, path: Path) -> None:
-        try:
-            root = parse_xml(path.read_bytes(), source=str(path))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from exc
-        for entry in root.iter("{*}entry", "entry"):
-            table, key = entry.get("table"), entry.get("key")
-            if table is None or key is None:
-                raise ConfigError(f"{path}:{entry.sourceline}: <entry> needs table and key")
-            self.tables.setdefault(table, {})[key] = entry.text or ""
 
 
 def load_lookup_tables(paths: Iterable[str | Path]) -> LookupTables:

@@ -28,13 +28,13 @@ import yaml
 
 from hie.adapters.mllp import BlockingMLLPClient
 from hie.commands.messages import format_trace
-from hie.config.iris import load_iris_production
 from hie.config.loader import load_production
 from hie.production import Production
 from hie.errors import ProductionError
 from hie.hl7 import HL7Message, ack_code
-from hie.rules.dtl import load_dtl
-from hie.rules.iris_rules import load_iris_rules
+from hie.iris.dtl import load_dtl
+from hie.iris.production import load_iris_production
+from hie.iris.rules import load_iris_rules
 from hie.rules.loader import load_rules, load_transform
 from hie.store.models import UNFINISHED
 from hie.store.records import TraceNode

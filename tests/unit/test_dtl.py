@@ -8,7 +8,7 @@ import pytest
 
 from hie.errors import ConfigError
 from hie.hl7 import HL7Message
-from hie.rules.dtl import load_dtl, parse_dtl
+from hie.iris.dtl import load_dtl, parse_dtl
 from hie.rules.loader import load_transform
 
 DTL = Path(__file__).resolve().parents[3] / "shared" / "samples" / "iris" / "dtl"

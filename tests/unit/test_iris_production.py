@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from hie.cli import main
-from hie.commands.iris import file_kind
-from hie.config.iris import load_iris_production, migration_report, read_iris_production
 from hie.config.loader import load_production
 from hie.errors import ProductionError
+from hie.iris.classfile import file_kind
+from hie.iris.production import load_iris_production, migration_report, read_iris_production
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT.parent / "shared" / "samples" / "iris" / "productions"
@@ -152,7 +152,9 @@ def test_synthetic_production_maps_items_settings_targets_and_fifo(
     assert alert.maps_to == "EmailAlertOperation"
     assert alert.hie_class == "EmailAlertOperation", alert.reason
     assert result.production.item("Ens.Alert").settings["recipients"] == [
-        "oncall@example.test", "ops@example.test"]
+        "oncall@example.test",
+        "ops@example.test",
+    ]
 
     custom = reports["ADT_Audit"]
     assert custom.hie_class is None and custom.iris_class == "Test.Custom.AuditOperation"
@@ -225,7 +227,7 @@ def test_duplicate_name_with_one_enabled_keeps_the_enabled_item(tmp_path: Path) 
 
 
 def test_activity_monitoring_and_unknown_ensemble_classes_are_explained() -> None:
-    from hie.config.iris_map import Mapping, hie_class_for
+    from hie.iris.mapping import Mapping, hie_class_for
 
     name, reason = hie_class_for("Ens.Activity.Operation.Local", Mapping())
     assert name is None and "activity monitoring" in (reason or "")

@@ -9,7 +9,7 @@ import pytest
 
 from hie.errors import ConfigError
 from hie.hl7 import HL7Message
-from hie.rules.iris_rules import parse_iris_rules
+from hie.iris.rules import parse_iris_rules
 from hie.rules.loader import load_rules
 
 RULES = Path(__file__).resolve().parents[3] / "shared" / "samples" / "iris" / "rules"

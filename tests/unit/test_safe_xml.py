@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hie.config.safe_xml import extract_xdata, parse_xml
+from hie.iris.safe_xml import parse_xml
 from hie.errors import ConfigError
 
 BOMB = """<?xml version="1.0"?>
@@ -36,14 +36,3 @@ def test_plain_xml_parses_and_bad_xml_names_the_line() -> None:
     assert parse_xml('<a x="1"><b/></a>', source="ok.xml").get("x") == "1"
     with pytest.raises(ConfigError, match=r"bad.xml:2: XML is not well-formed"):
         parse_xml("<a>\n<b></a>", source="bad.xml")
-
-
-def test_extract_xdata_keeps_line_numbers() -> None:
-    cls = (
-        "Class A.B Extends Ens.Rule.Definition\n{\n"
-        'XData RuleDefinition [ X = "y" ]\n{\n<r/>\n}\n}\n'
-    )
-    text, line = extract_xdata(cls, "RuleDefinition", source="a.cls")
-    assert text.strip() == "<r/>" and line == 5
-    with pytest.raises(ConfigError, match="no 'XData DTL'"):
-        extract_xdata(cls, "DTL", source="a.cls")

@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hie.config.iris_map import ItemReport, Mapping, load_mapping, map_item_settings
-from hie.config.safe_xml import extract_xdata, parse_xml
 from hie.errors import ConfigError, Problem, ProductionError
+from hie.iris.classfile import read_definition, tag_name
+from hie.iris.mapping import ItemReport, Mapping, load_mapping, map_item_settings
 from hie.production import Item, Production, collect_problems
 
 if TYPE_CHECKING:
@@ -50,8 +50,6 @@ __all__ = [
     "read_iris_production",
 ]
 
-_CLASS_RE = re.compile(r"^\s*Class\s+([\w.%]+)", re.MULTILINE)
-_DECL_RE = re.compile(r"^\s*<\?xml[^>]*\?>")
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no", ""}
 
@@ -109,53 +107,6 @@ class IrisProduction:
         }
 
 
-def _strip_decl(text: str) -> str:
-    # A declaration inside XData/CDATA text: drop it but keep its newlines so lines still match.
-    return _DECL_RE.sub(lambda m: "\n" * m.group().count("\n"), text, count=1)
-
-
-def _local(tag: object) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-
-
-def _find_in_export(root: etree._Element, raw: str, source: str) -> tuple[etree._Element, int]:
-    """The ``<Production>`` inside an export, as an element or as (CDATA) text of one."""
-    for element in root.iter():
-        if _local(element.tag) == "Production":
-            return element, 0
-    for element in root.iter():
-        text = element.text or ""
-        if text.lstrip().startswith(("<Production", "<?xml")) and "<Production" in text:
-            # CDATA is copied verbatim, so its offset in the file gives its first line.
-            at = raw.find(text)
-            first = raw.count("\n", 0, at) + 1 if at >= 0 else (element.sourceline or 1)
-            inner = parse_xml(_strip_decl(text), source=source, first_line=first)
-            if _local(inner.tag) == "Production":
-                return inner, first - 1
-    raise ConfigError(f"{source}: no <Production> definition found (is it a production export?)")
-
-
-def _production_element(path: Path) -> tuple[etree._Element, int, str | None]:
-    """The ``<Production>`` element, the line offset of its document, and the class name."""
-    source = str(path)
-    if path.suffix.lower() == ".cls":
-        text = path.read_text(encoding="utf-8")
-        match = _CLASS_RE.search(text)
-        xml, first = extract_xdata(text, "ProductionDefinition", source=source)
-        root = parse_xml(_strip_decl(xml), source=source, first_line=first)
-        if _local(root.tag) != "Production":
-            line = (root.sourceline or 1) + first - 1
-            raise ConfigError(f"{source}:{line}: XData ProductionDefinition must be <Production>")
-        return root, first - 1, match.group(1) if match else None
-    data = path.read_bytes()
-    root = parse_xml(data, source=source)
-    if _local(root.tag) == "Production":
-        return root, 0, None
-    raw = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
-    element, offset = _find_in_export(root, raw, source)
-    return element, offset, None
-
-
 def _flag(value: str | None, default: bool) -> bool | None:
     if value is None:
         return default
@@ -183,7 +134,7 @@ def _read_raw_items(
     raws: list[_Raw] = []
     problems: list[Problem] = []
     for element in prod:
-        if _local(element.tag) != "Item":
+        if tag_name(element) != "Item":
             continue
         line = (element.sourceline or 1) + offset
         iris_name = (element.get("Name") or "").strip()
@@ -259,7 +210,7 @@ def _dedupe(raws: list[_Raw], source: str) -> tuple[list[_Raw], list[Problem], l
 
 def _actor_pool_size(prod: etree._Element) -> int:
     for element in prod:
-        if _local(element.tag) == "ActorPoolSize" and (element.text or "").strip().isdigit():
+        if tag_name(element) == "ActorPoolSize" and (element.text or "").strip().isdigit():
             return max(1, min(256, int((element.text or "1").strip())))
     return 2  # the IRIS default actor pool
 
@@ -286,12 +237,15 @@ def read_iris_production(
     if not isinstance(mapping, Mapping):
         mapping = load_mapping(mapping)
     try:
-        prod, offset, class_name = _production_element(path)
+        found = read_definition(
+            path.read_bytes(), xdata="ProductionDefinition", root="Production", source=source
+        )
     except ConfigError as exc:
         line_match = re.search(r":(\d+)", str(exc).removeprefix(source))
         line = int(line_match.group(1)) if line_match else None
         raise ProductionError([Problem(source, line, None, str(exc))]) from exc
-    name = hie_name(prod.get("Name") or class_name or path.stem)
+    prod, offset = found.root, found.line_offset
+    name = hie_name(prod.get("Name") or found.class_name or path.stem)
     raws, problems = _read_raw_items(prod, offset, source)
     raws, duplicates, notes = _dedupe(raws, source)
     problems.extend(duplicates)
@@ -300,7 +254,7 @@ def read_iris_production(
     actor_pool = _actor_pool_size(prod)
     reports = [map_item_settings(raw.element, raw.name, raw.line, offset, mapping) for raw in raws]
     items = _runnable_items(raws, reports, actor_pool)
-    description = next((e.text for e in prod if _local(e.tag) == "Description"), None)
+    description = next((e.text for e in prod if tag_name(e) == "Description"), None)
     production = Production(name=name, items=items, description=(description or "").strip() or None)
     production.source = source
     result = IrisProduction(source, name, production, reports, [*_production_notes(prod), *notes])

@@ -1,20 +1,16 @@
 """IRIS rule classes (``Ens.Rule.Definition``, ``XData RuleDefinition``) -> ``RuleDefinition``.
 
-Reads a ``.cls`` file (the XData block is cut out, keeping its line numbers), an IRIS export
-(``<Export><Class><XData name="RuleDefinition"><Data>``) or a bare ``<ruleDefinition>``.
+Reads a ``.cls`` file, an IRIS export or a bare ``<ruleDefinition>`` (``hie.iris.classfile``).
 Errors name the file and line.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
-
-from hie.config.safe_xml import extract_xdata, parse_xml
 from hie.errors import ConfigError
+from hie.iris.classfile import Definition, read_definition, tag_name
 from hie.rules.model import Constraints, Rule, RuleDefinition, RuleSet, When
 
 __all__ = ["load_iris_rules", "parse_iris_rules"]
@@ -29,61 +25,30 @@ _CONSTRAINTS = {
 _IGNORED = {"trace", "debug", "comment", "description"}
 
 
-def _tag(el: Any) -> str:
-    return etree.QName(el).localname if isinstance(el.tag, str) else ""
-
-
 def load_iris_rules(path: str | Path) -> RuleDefinition:
     """Load an IRIS rule class (``.cls``) or exported rule XML; raises ``ConfigError``."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read rules {path}: {exc}") from exc
-    return parse_iris_rules(text, source=str(path))
+    return parse_iris_rules(data, source=str(path))
 
 
-def parse_iris_rules(text: str, *, source: str) -> RuleDefinition:
+def parse_iris_rules(text: str | bytes, *, source: str) -> RuleDefinition:
     """Parse rule class text or rule XML; ``source`` names the file in errors."""
-    name = ""
-    first = 1
-    if not text.lstrip().startswith("<"):
-        m = re.search(r"^\s*Class\s+([\w.%]+)", text, re.MULTILINE)
-        name = m.group(1) if m else ""
-        text, first = extract_xdata(text, "RuleDefinition", source=source)
-    root = parse_xml(text, source=source, first_line=first)
-    if _tag(root) == "Export":
-        root, name, first = _from_export(root, source, first)
-    if _tag(root) != "ruleDefinition":
-        raise ConfigError(f"{source}: expected <ruleDefinition>, found <{_tag(root)}>")
-    return _Reader(source, first).definition(root, name)
-
-
-def _from_export(root: Any, source: str, first: int) -> tuple[Any, str, int]:
-    for cls in root.iter("{*}Class", "Class"):
-        for xdata in cls.iter("{*}XData", "XData"):
-            if xdata.get("name") == "RuleDefinition":
-                data = next(iter(xdata.iter("{*}Data", "Data")), None)
-                if data is not None and data.text:
-                    line = (data.sourceline or 1) + first - 1
-                    inner = parse_xml(data.text.strip(), source=source, first_line=line)
-                    return inner, cls.get("name", ""), line
-    raise ConfigError(f"{source}: the export has no XData RuleDefinition")
+    found = read_definition(text, xdata="RuleDefinition", root="ruleDefinition", source=source)
+    return _Reader(found).definition(found.root, found.class_name)
 
 
 class _Reader:
-    def __init__(self, source: str, first: int) -> None:
-        self.source = source
-        self.first = first
-
-    def line(self, el: Any) -> int:
-        return (el.sourceline or 1) + self.first - 1
-
-    def error(self, el: Any, problem: str) -> ConfigError:
-        return ConfigError(f"{self.source}:{self.line(el)}: {problem}")
+    def __init__(self, found: Definition) -> None:
+        self.source = found.source
+        self.line = found.line
+        self.error = found.error
 
     def definition(self, root: Any, name: str) -> RuleDefinition:
-        sets = [self.rule_set(el) for el in root if _tag(el) == "ruleSet"]
+        sets = [self.rule_set(el) for el in root if tag_name(el) == "ruleSet"]
         rules = RuleDefinition(
             name=name,
             alias=root.get("alias", ""),
@@ -95,7 +60,7 @@ class _Reader:
         return rules.compile()
 
     def rule_set(self, el: Any) -> RuleSet:
-        rules = [self.rule(r) for r in el if _tag(r) == "rule"]
+        rules = [self.rule(r) for r in el if tag_name(r) == "rule"]
         return RuleSet(
             name=el.get("name", ""),
             effective_begin=el.get("effectiveBegin", ""),
@@ -108,7 +73,7 @@ class _Reader:
         whens: list[When] = []
         otherwise: list[Any] = []
         for child in el:
-            tag = _tag(child)
+            tag = tag_name(child)
             if tag == "constraint":
                 key = _CONSTRAINTS.get(child.get("name", "").lower())
                 if key is None:
@@ -134,7 +99,7 @@ class _Reader:
     def actions(self, el: Any) -> list[Any]:
         out: list[Any] = []
         for child in el:
-            tag = _tag(child)
+            tag = tag_name(child)
             if tag == "send":
                 if not child.get("target"):
                     raise self.error(child, "<send> has no target")
@@ -156,7 +121,7 @@ class _Reader:
                     }
                 )
             elif tag == "foreach":
-                rules = [self.rule(r) for r in child if _tag(r) == "rule"]
+                rules = [self.rule(r) for r in child if tag_name(r) == "rule"]
                 out.append(
                     {"type": "foreach", "property": child.get("propertypath", ""), "rules": rules}
                 )

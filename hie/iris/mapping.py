@@ -29,6 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from hie.errors import ConfigError
+from hie.iris.classfile import tag_name
 
 if TYPE_CHECKING:
     from lxml import etree
@@ -310,7 +311,7 @@ class _Setting:
 def _settings_of(element: etree._Element, offset: int) -> list[_Setting]:
     out = []
     for child in element:
-        if not isinstance(child.tag, str) or child.tag.rsplit("}", 1)[-1] != "Setting":
+        if tag_name(child) != "Setting":
             continue
         line = child.sourceline + offset if child.sourceline else None
         name = (child.get("Name") or "").strip()

@@ -15,7 +15,7 @@ from lxml import etree
 
 from hie.errors import ConfigError
 
-__all__ = ["extract_xdata", "parse_xml"]
+__all__ = ["parse_xml"]
 
 _DTD_RE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
@@ -66,30 +66,3 @@ def parse_xml(text_or_bytes: str | bytes, *, source: str, first_line: int = 1) -
     if tree.docinfo.internalDTD is not None or tree.docinfo.doctype:
         raise ConfigError(f"XML with a DTD or entities is refused: {source}:{first_line}")
     return root
-
-
-_XDATA_RE = re.compile(r"^[ \t]*XData[ \t]+(\w+)\b[^\n{]*\n?[ \t]*\{[ \t]*\n?", re.MULTILINE)
-
-
-def extract_xdata(cls_text: str, name: str, *, source: str) -> tuple[str, int]:
-    """Pull the body of ``XData <name> { ... }`` out of an IRIS ``.cls`` file.
-
-    Returns ``(xml_text, first_line)`` where ``first_line`` is the 1-based line of ``cls_text``
-    on which ``xml_text`` starts, so XML errors can name the line of the class file.
-
-    Raises:
-        ConfigError: the class has no XData block of that name, or it is not closed.
-    """
-    for match in _XDATA_RE.finditer(cls_text):
-        if match.group(1).lower() != name.lower():
-            continue
-        start = match.end()
-        # The block ends at the first line that is only "}" (IRIS writes XData this way; a "}"
-        # inside XML text or attributes is never alone on a line in an exported class).
-        close = re.compile(r"^[ \t]*\}[ \t]*$", re.MULTILINE).search(cls_text, start)
-        if close is None:
-            line = cls_text.count("\n", 0, match.start()) + 1
-            raise ConfigError(f"{source}:{line}: XData {name} is not closed with '}}'")
-        first_line = cls_text.count("\n", 0, start) + 1
-        return cls_text[start : close.start()], first_line
-    raise ConfigError(f"{source}: no 'XData {name}' block in the class")

@@ -1,4 +1,7 @@
-"""DTL transforms (IRIS ``Ens.DataTransformDTL``, ``XData DTL``) and HIE's YAML form of them.
+"""Transforms: the DTL action model (IRIS ``Ens.DataTransformDTL``) and how it runs, in HIE.
+
+A transform is data: HIE's YAML form (``transform_from_data``) or an IRIS DTL class read by
+``hie.iris.dtl``; both give the same ``Transform``, which routing rules send through by name.
 
 ``Transform.apply(source)`` returns a new target: for an HL7 target class, an ``HL7Message``
 (``create="new"`` starts from the source's MSH alone, since every HL7 message needs one;
@@ -13,14 +16,11 @@ IRIS ``SetValueAt``: copying ``source.{PID:5}`` copies its components.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from hie.config.safe_xml import extract_xdata, parse_xml
 from hie.errors import ConfigError
 from hie.hl7 import HL7Message
 from hie.rules.access import segment_lines
@@ -28,7 +28,7 @@ from hie.rules.expressions import Context, Expression, compile_expression
 from hie.rules.functions import to_str
 from hie.rules.paths import ALL, VirtualPath, hl7_version, numeric_paths, parse_virtual_path
 
-__all__ = ["DtlAction", "Transform", "TransformRegistry", "load_dtl", "transform_from_data"]
+__all__ = ["DtlAction", "Transform", "TransformRegistry", "transform_from_data"]
 
 _TARGET_PATH = re.compile(r"^target\.\{(.*)\}$", re.DOTALL)
 _SOURCE_PATH = re.compile(r"^source\.\{(.*)\}$", re.DOTALL)
@@ -265,101 +265,6 @@ def _put_segments(
     return HL7Message("\r".join(lines) + "\r")
 
 
-# -- IRIS DTL XML ----------------------------------------------------------------------------
-
-_ACTIONS = {"assign", "if", "foreach", "subtransform", "group", "comment", "code", "sql"}
-
-
-def _tag(el: Any) -> str:
-    return etree.QName(el).localname if isinstance(el.tag, str) else ""
-
-
-def load_dtl(
-    path: str | Path, *, allow_partial: bool = False, registry: TransformRegistry | None = None
-) -> Transform:
-    """Load an IRIS DTL class (``.cls``) or exported DTL XML; raises ``ConfigError``."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"cannot read transform {path}: {exc}") from exc
-    return parse_dtl(text, source=str(path), allow_partial=allow_partial, registry=registry)
-
-
-def parse_dtl(
-    text: str,
-    *,
-    source: str,
-    allow_partial: bool = False,
-    registry: TransformRegistry | None = None,
-) -> Transform:
-    """Parse DTL class text or ``<transform>`` XML; ``source`` names the file in errors."""
-    name, first = "", 1
-    if not text.lstrip().startswith("<"):
-        m = re.search(r"^\s*Class\s+([\w.%]+)", text, re.MULTILINE)
-        name = m.group(1) if m else ""
-        text, first = extract_xdata(text, "DTL", source=source)
-    root = parse_xml(text, source=source, first_line=first)
-    if _tag(root) == "Export":
-        for cls in root.iter("{*}Class", "Class"):
-            for xdata in cls.iter("{*}XData", "XData"):
-                data = next(iter(xdata.iter("{*}Data", "Data")), None)
-                if xdata.get("name") == "DTL" and data is not None and data.text:
-                    first = (data.sourceline or 1) + first - 1
-                    name = cls.get("name", "")
-                    root = parse_xml(data.text.strip(), source=source, first_line=first)
-    if _tag(root) != "transform":
-        raise ConfigError(f"{source}: expected <transform>, found <{_tag(root)}>")
-
-    def actions(parent: Any) -> list[DtlAction]:
-        out = []
-        for el in parent:
-            tag = _tag(el)
-            if not tag:
-                continue
-            line = (el.sourceline or 1) + first - 1
-            if tag not in _ACTIONS:
-                raise ConfigError(f"{source}:{line}: <{tag}> is not a DTL action")
-            out.append(_action(el, tag, line, actions))
-        return out
-
-    transform = Transform(
-        name=name,
-        source_class=root.get("sourceClass", ""),
-        target_class=root.get("targetClass", ""),
-        source_doc_type=root.get("sourceDocType", ""),
-        target_doc_type=root.get("targetDocType", ""),
-        create=root.get("create", "new"),
-        actions=actions(root),
-    )
-    transform.source_file = source
-    transform.registry = registry
-    return transform.compile(allow_partial=allow_partial)
-
-
-def _action(el: Any, tag: str, line: int, actions: Any) -> DtlAction:
-    fields: dict[str, Any] = {"type": tag, "line": line}
-    if tag == "assign":
-        fields.update(property=el.get("property", ""), value=el.get("value", ""))
-        fields["action"] = el.get("action", "set")
-    elif tag == "if":
-        fields["condition"] = el.get("condition", "0")
-        for branch in el:
-            if _tag(branch) in ("true", "false"):
-                fields[_tag(branch)] = actions(branch)
-    elif tag == "foreach":
-        fields.update(property=el.get("property", ""), key=el.get("key", "k1"))
-        fields["actions"] = actions(el)
-    elif tag == "group":
-        fields["actions"] = actions(el)
-    elif tag == "subtransform":
-        fields.update(class_name=el.get("class", ""), source_obj=el.get("sourceObj", "source"))
-        fields["target_obj"] = el.get("targetObj", "target")
-    elif tag in ("comment", "code", "sql"):
-        fields["text"] = "".join(el.itertext()).strip()
-    return DtlAction(**fields)
-
-
 def transform_from_data(
     data: Any,
     *,
@@ -367,7 +272,7 @@ def transform_from_data(
     allow_partial: bool = False,
     registry: TransformRegistry | None = None,
 ) -> Transform:
-    """Validate HIE transform data (YAML/JSON) and compile it."""
+    """Validate transform data (HIE YAML/JSON, or read from IRIS DTL) and compile it."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a transform must be a mapping")
     data = {k: v for k, v in data.items() if k != "kind"}
