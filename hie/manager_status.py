@@ -103,7 +103,7 @@ class ItemCounts:
 
 def item_counts(store: MessageStore, production: Production) -> dict[str, ItemCounts]:
     """Per item: messages received (a service: that it sent in), completed, failed, retried."""
-    from hie.store.store import EVENTS, MESSAGES
+    from hie.store.models import EVENTS, MESSAGES
 
     names = [i.name for i in production.items]
     services = {i.name for i in production.items if production.host_class(i.name).kind == "service"}

@@ -108,7 +108,7 @@ class ProductionCollector(Collector):
 
     def observe_completions(self) -> None:
         """Observe end-to-end latency of every operation completion since the last scrape."""
-        from hie.store.store import MESSAGES
+        from hie.store.models import MESSAGES
 
         operations = [
             i.name

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
@@ -202,3 +203,10 @@ class DeliveryRow(Base):
     message_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     target: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     completed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+#: The tables as SQLAlchemy Core objects, which the store's queries are written against.
+MESSAGES = cast(Table, MessageRow.__table__)
+BODIES = cast(Table, Body.__table__)
+EVENTS = cast(Table, EventRow.__table__)
+DELIVERIES = cast(Table, DeliveryRow.__table__)

@@ -8,7 +8,7 @@ lists), written here once for both backends and run through the driver (``exec_d
 For these small, frequent transactions SQLAlchemy's statement compilation and bind processing
 cost more than the database's own work: a worker's claim took 0.52 ms through SQLAlchemy Core
 and 0.20 ms this way, on SQLite, measured (``bench/store.py``). Reads, searches and maintenance
-stay on SQLAlchemy Core in ``hie.store.store``.
+stay on SQLAlchemy Core in ``hie.store.queries`` and ``hie.store.retention``.
 
 Values are converted here as SQLAlchemy would: SQLite gets timestamps as naive UTC text in the
 format of its ``DateTime`` type (so SQLAlchemy reads them back), PostgreSQL aware datetimes.

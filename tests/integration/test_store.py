@@ -19,7 +19,7 @@ from sqlalchemy import event, func, select
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, Envelope
 from hie.store import GroupCommitter, HopRecord, MessageStore, NewEvent, SaveRequest, Status
-from hie.store.store import BODIES, DELIVERIES, EVENTS, MESSAGES
+from hie.store.models import BODIES, DELIVERIES, EVENTS, MESSAGES
 from tests.integration.test_store_postgres import pg_admin, pg_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
