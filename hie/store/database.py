@@ -66,10 +66,6 @@ class Database:
         """This process's engine (created on first use after start or fork)."""
         return self._engines.get()
 
-    def after_fork(self) -> None:
-        """Drop the engine inherited from a parent process; call from ``worker_process_init``."""
-        self._engines.after_fork()
-
     def dispose(self) -> None:
         """Close this process's connections; call from ``worker_process_shutdown``."""
         self._engines.dispose()
@@ -87,8 +83,6 @@ class Database:
                 conn.commit()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot migrate the message store {self!r}: {describe(exc)}") from exc
-
-    create_schema = migrate
 
     @contextmanager
     def _write(self, what: str) -> Iterator[Connection]:

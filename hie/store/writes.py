@@ -143,20 +143,9 @@ class Writes(Database):
         item: str | None = None,
     ) -> None:
         """Record the ACK code (``AA``, ``AE``, ``CA``...) sent for, or received for, a message."""
-        self.set_acks([(message_id, code, text)], event=event, item=item)
-
-    def set_acks(
-        self,
-        acks: Sequence[tuple[str | UUID, str, str | None]],
-        *,
-        event: str = "ack_sent",
-        item: str | None = None,
-    ) -> None:
-        """Record many ``(message_id, code, text)`` ACKs in one transaction."""
-        if acks:
-            records = [AckRecord(_id(m), code, text, event, item) for m, code, text in acks]
-            with self._write(f"record {len(records)} ACK(s)") as conn:
-                self._hot.events(conn, self._hot.acks(conn, records, statements.now()))
+        record = AckRecord(_id(message_id), code, text, event, item)
+        with self._write("record 1 ACK(s)") as conn:
+            self._hot.events(conn, self._hot.acks(conn, [record], statements.now()))
 
     def write_batch(self, saves: Sequence[SaveRequest], acks: Sequence[AckRecord] = ()) -> None:
         """New messages and ACK records in one transaction: a gateway's group commit."""
@@ -195,14 +184,9 @@ class Writes(Database):
     ) -> None:
         """Append one event to a message's trail (the status is left alone)."""
         sid = None if session_id is None else _id(session_id)
-        self.record_events_many([NewEvent(_id(message_id), event, item, detail, duration_ms, sid)])
-
-    def record_events_many(self, events: Iterable[NewEvent]) -> None:
-        """Append many events in one transaction."""
-        batch = list(events)
-        if batch:
-            with self._write(f"record {len(batch)} event(s)") as conn:
-                self._hot.events(conn, batch)
+        new = NewEvent(_id(message_id), event, item, detail, duration_ms, sid)
+        with self._write("record 1 event(s)") as conn:
+            self._hot.events(conn, [new])
 
     # -- hops: what a worker writes for a batch of messages -------------------------------------
 

@@ -18,7 +18,7 @@ from sqlalchemy import event, func, select
 
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, Envelope
-from hie.store import GroupCommitter, HopRecord, MessageStore, NewEvent, SaveRequest, Status
+from hie.store import GroupCommitter, HopRecord, MessageStore, SaveRequest, Status
 from hie.store.models import BODIES, DELIVERIES, EVENTS, MESSAGES
 from tests.integration.test_store_postgres import pg_admin, pg_url  # noqa: F401 - fixtures
 
@@ -189,12 +189,8 @@ def test_events_of_a_session_cover_all_its_messages(store: MessageStore) -> None
     parent = hl7_envelope()
     child = hl7_envelope(session_id=parent.session_id, parent_id=parent.message_id)
     store.save_many([parent, child])
-    store.record_events_many(
-        [
-            NewEvent(str(child.message_id), "alert", detail="slow"),
-            NewEvent(str(parent.message_id), "x"),
-        ]
-    )
+    store.record_event(child.message_id, "alert", detail="slow")
+    store.record_event(parent.message_id, "x")
     assert len(store.events(session_id=parent.session_id)) == 4
 
 
@@ -538,5 +534,5 @@ def test_migrating_again_changes_nothing(store: MessageStore) -> None:
     sent = hl7_envelope()
     store.save(sent)
     store.migrate()
-    store.create_schema()
+    store.migrate()
     assert store.load(sent.message_id) == sent

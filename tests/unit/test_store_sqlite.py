@@ -132,12 +132,6 @@ def test_forked_child_builds_its_own_engine(store: MessageStore) -> None:
     assert store.load(env.message_id) == env
 
 
-def test_after_fork_in_the_same_process_keeps_the_engine(store: MessageStore) -> None:
-    engine = store.engine
-    store.after_fork()
-    assert store.engine is engine
-
-
 def test_unreachable_database_raises_store_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
