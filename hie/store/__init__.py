@@ -11,12 +11,13 @@ Example::
 from __future__ import annotations
 
 from hie.store.group_commit import GroupCommitter
-from hie.store.models import Event, Status
+from hie.store.models import CounterName, Event, Status
 from hie.store.records import (
     AckRecord,
     Claim,
     EventRecord,
     HopRecord,
+    ItemCounters,
     MessageHeader,
     NewEvent,
     SaveRequest,
@@ -27,10 +28,12 @@ from hie.store.store import MessageStore
 __all__ = [
     "AckRecord",
     "Claim",
+    "CounterName",
     "Event",
     "EventRecord",
     "GroupCommitter",
     "HopRecord",
+    "ItemCounters",
     "MessageHeader",
     "MessageStore",
     "NewEvent",

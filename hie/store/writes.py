@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 
 from hie.errors import StoreError
 from hie.messages import Envelope
@@ -20,7 +20,7 @@ from hie.store import statements
 from hie.store.database import Database
 from hie.store.models import MESSAGES, Status
 from hie.store.records import AckRecord, Claim, HopRecord, NewEvent, SaveRequest
-from hie.store.statements import prepare
+from hie.store.statements import Tally, prepare, status_counter
 
 #: The event written by ``set_status`` when the caller names none.
 STATUS_EVENTS: dict[Status, str] = {
@@ -71,7 +71,9 @@ class Writes(Database):
         if not prepared:
             return
         with self._write(f"save {len(prepared)} message(s)") as conn:
-            self._hot.events(conn, self._hot.save(conn, prepared))
+            tally = Tally()
+            self._hot.events(conn, self._hot.save(conn, prepared, tally))
+            self._hot.count(conn, tally)
 
     # -- status, ACKs, events --------------------------------------------------------------------
 
@@ -109,19 +111,22 @@ class Writes(Database):
         detail: str | None,
         duration_ms: float | None,
     ) -> None:
+        # The status it leaves decides what is counted: a message stored in error and then given
+        # its reason (a gateway's NAK) went into error once. FOR UPDATE: PostgreSQL only.
+        before = conn.execute(
+            select(MESSAGES.c.status, MESSAGES.c.target, MESSAGES.c.session_id)
+            .where(MESSAGES.c.message_id == mid)
+            .with_for_update()
+        ).one_or_none()
+        if before is None:
+            raise StoreError(f"cannot set message {mid} to {new}: it is not in the store")
         values: dict[str, Any] = {"status": str(new), "updated_at": _now()}
         if error is not None:
             values["error"] = error
         if new is Status.IN_PROGRESS:
             values["attempts"] = MESSAGES.c.attempts + 1
-        session_id = conn.execute(
-            update(MESSAGES)
-            .where(MESSAGES.c.message_id == mid)
-            .values(values)
-            .returning(MESSAGES.c.session_id)
-        ).scalar_one_or_none()
-        if session_id is None:
-            raise StoreError(f"cannot set message {mid} to {new}: it is not in the store")
+        conn.execute(update(MESSAGES).where(MESSAGES.c.message_id == mid).values(values))
+        session_id = before.session_id
         event_row = NewEvent(
             mid,
             event or STATUS_EVENTS[new],
@@ -132,6 +137,9 @@ class Writes(Database):
             at=values["updated_at"],
         )
         self._hot.events(conn, [event_row])
+        counter = status_counter(new)
+        if counter is not None and before.target is not None and before.status != new:
+            self._hot.count(conn, Tally({(before.target, counter): 1}))
 
     def set_ack(
         self,
@@ -153,10 +161,12 @@ class Writes(Database):
         if not prepared and not acks:
             return
         with self._write(f"save {len(prepared)} message(s), {len(acks)} ACK(s)") as conn:
-            events = self._hot.save(conn, prepared) if prepared else []
+            tally = Tally()
+            events = self._hot.save(conn, prepared, tally) if prepared else []
             if acks:
                 events += self._hot.acks(conn, list(acks), statements.now())
             self._hot.events(conn, events)
+            self._hot.count(conn, tally)
 
     def mark_possible_duplicate(
         self, message_id: str | UUID, detail: str | None = None, *, item: str | None = None
