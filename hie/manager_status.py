@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from hie.tasks.routing import queue_name
 
 if TYPE_CHECKING:
@@ -92,7 +90,7 @@ def total_depth(supervisor: Supervisor) -> int:
 
 @dataclass
 class ItemCounts:
-    """What the store knows about one item."""
+    """What the store's counters say about one item (they never go down) and its last error."""
 
     received: int = 0
     processed: int = 0
@@ -103,41 +101,20 @@ class ItemCounts:
 
 def item_counts(store: MessageStore, production: Production) -> dict[str, ItemCounts]:
     """Per item: messages received (a service: that it sent in), completed, failed, retried."""
-    from hie.store.models import EVENTS, MESSAGES
-
     names = [i.name for i in production.items]
     services = {i.name for i in production.items if production.host_class(i.name).kind == "service"}
-    out = {n: ItemCounts() for n in names}
-    m = MESSAGES.c
-    with store.engine.connect() as conn:
-        for target, status, n in conn.execute(
-            select(m.target, m.status, func.count())
-            .where(m.target.in_(names))
-            .group_by(m.target, m.status)
-        ):
-            c = out[target]
-            c.received += n
-            c.processed += n if status == "completed" else 0
-            c.failed += n if status == "error" else 0
-        for source, n in conn.execute(
-            select(m.source, func.count()).where(m.source.in_(services)).group_by(m.source)
-        ):
-            out[source].received += n
-        e = EVENTS.c
-        for item, n in conn.execute(
-            select(e.item, func.count())
-            .where(e.item.in_(names), e.event == "retried")
-            .group_by(e.item)
-        ):
-            out[item].retried = n
-        for target, error in conn.execute(
-            select(m.target, m.error)
-            .where(m.target.in_(names), m.status == "error")
-            .order_by(m.updated_at.desc())
-            .limit(200)
-        ):
-            if out[target].last_error is None:
-                out[target].last_error = error
+    counters = store.counters(names)
+    errors = store.last_errors(names)
+    out = {}
+    for name in names:
+        c = counters[name]
+        out[name] = ItemCounts(
+            received=c.received + (c.sent if name in services else 0),
+            processed=c.completed,
+            failed=c.failed,
+            retried=c.retried,
+            last_error=errors[name],
+        )
     return out
 
 

@@ -15,6 +15,7 @@ from hie.store.models import CounterName, Event, Status
 from hie.store.records import (
     AckRecord,
     Claim,
+    Completion,
     EventRecord,
     HopRecord,
     ItemCounters,
@@ -28,6 +29,7 @@ from hie.store.store import MessageStore
 __all__ = [
     "AckRecord",
     "Claim",
+    "Completion",
     "CounterName",
     "Event",
     "EventRecord",

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from hie.errors import StoreError
@@ -69,6 +69,11 @@ class Database:
     def dispose(self) -> None:
         """Close this process's connections; call from ``worker_process_shutdown``."""
         self._engines.dispose()
+
+    def ping(self) -> None:
+        """Raise ``StoreError`` unless the database answers (a health check)."""
+        with self._read("reach the database") as conn:
+            conn.execute(text("SELECT 1"))
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (default: the newest). Safe to run every start."""

@@ -19,7 +19,7 @@ from hie.messages import BODY_HL7, BODY_NONE, BODY_TEXT, Envelope
 from hie.store.database import Database
 from hie.store.hl7_fields import check_path, field_matches
 from hie.store.models import BODIES, COUNTERS, EVENTS, MESSAGES, Status
-from hie.store.records import EventRecord, ItemCounters, MessageHeader, TraceNode
+from hie.store.records import Completion, EventRecord, ItemCounters, MessageHeader, TraceNode
 
 _HEADER_COLUMNS = [c for c in MESSAGES.c if c.name != "headers"]
 
@@ -303,3 +303,62 @@ class Queries(Database):
             for item, counter, total in rows:
                 totals[item][counter] = int(total)
         return {item: ItemCounters(**found) for item, found in totals.items()}
+
+    def last_errors(self, items: Sequence[str]) -> dict[str, str | None]:
+        """The error text of each item's most recent message in ``error`` (None: there is none
+        among the newest 200 in error)."""
+        errors: dict[str, str | None] = dict.fromkeys(items)
+        if not items:
+            return errors
+        m = MESSAGES.c
+        with self._read("read the last errors") as conn:
+            rows = conn.execute(
+                select(m.target, m.error)
+                .where(m.target.in_(list(items)), m.status == str(Status.ERROR))
+                .order_by(m.updated_at.desc())
+                .limit(200)
+            )
+            for target, error in rows:
+                if errors[target] is None:
+                    errors[target] = error
+        return errors
+
+    def recent_counts(self, since: datetime) -> dict[str, dict[str, int]]:
+        """``{target: {status: n}}`` for the messages created since ``since`` (the
+        ``created_at`` index keeps this to the window, however large the store)."""
+        m = MESSAGES.c
+        with self._read("count recent messages") as conn:
+            rows = conn.execute(
+                select(m.target, m.status, func.count())
+                .where(m.created_at >= since)
+                .group_by(m.target, m.status)
+            ).all()
+        out: dict[str, dict[str, int]] = {}
+        for target, status, n in rows:
+            out.setdefault(target or "", {})[status] = n
+        return out
+
+    def completions(
+        self, items: Sequence[str], since: datetime | None = None, limit: int = 10_000
+    ) -> list[Completion]:
+        """Messages completed at ``items``, updated at or after ``since``, oldest first, each
+        with the time its session's first message was stored (end-to-end latency)."""
+        if not items:
+            return []
+        m = MESSAGES.c
+        first = MESSAGES.alias("first")
+        started = (
+            select(func.min(first.c.created_at))
+            .where(first.c.session_id == m.session_id)
+            .scalar_subquery()
+        )
+        query = (
+            select(m.message_id, m.target, m.updated_at, started)
+            .where(m.target.in_(list(items)), m.status == str(Status.COMPLETED))
+            .order_by(m.updated_at)
+            .limit(limit)
+        )
+        if since is not None:
+            query = query.where(m.updated_at >= since)
+        with self._read("read completed messages") as conn:
+            return [Completion(*row) for row in conn.execute(query)]

@@ -311,6 +311,30 @@ def test_concurrent_batches_add_up_on_the_counters(store: MessageStore) -> None:
     assert store.counters(["Out"])["Out"].completed == 200
 
 
+def test_completions_carry_when_their_session_began(store: MessageStore) -> None:
+    # Given a session that began an hour ago at In and completed at Out just now
+    began = datetime.now(UTC) - timedelta(hours=1)
+    first = hl7_envelope(source="In", target="Router", created_at=began)
+    routed = hl7_envelope(session_id=first.session_id, source="Router", target="Out")
+    store.save_many([first, routed])
+    store.record_hops([hop(routed, "Out", Status.COMPLETED, "completed")])
+
+    # Then the completion at Out is an hour after the session began, and nothing is newer
+    (done,) = store.completions(["Out"])
+    assert (done.message_id, done.item) == (str(routed.message_id), "Out")
+    assert done.session_started == began
+    assert store.completions(["Out"], since=done.completed_at + timedelta(seconds=1)) == []
+
+
+def test_last_errors_give_each_items_newest_error(store: MessageStore) -> None:
+    older, newer = hl7_envelope(target="Out"), hl7_envelope(target="Out")
+    store.save_many([older, newer])
+    store.set_status(older.message_id, Status.ERROR, error="AR: unknown patient")
+    store.set_status(newer.message_id, Status.ERROR, error="timeout")
+    assert store.last_errors(["Out", "Other"]) == {"Out": "timeout", "Other": None}
+    store.ping()
+
+
 # -- idempotent delivery -------------------------------------------------------------------------
 
 
