@@ -1,18 +1,15 @@
-"""What ``status`` shows: per item its state and pids (from the manager), queue depth (from the
-broker) and processed / failed / last error (from the store).
-
-Queue depth on Redis is the sum of LLEN over kombu's priority lists: with ``sep=':'`` and ten
-priority steps a queue is ``<queue>``, ``<queue>:1`` ... ``<queue>:9``. On RabbitMQ it is the
-``message_count`` of a passive ``queue_declare``. Neither counts tasks a worker has reserved.
+"""What ``status`` shows: per item its state and pids (from the manager), and from the store its
+queue depth (the messages waiting for it), received / processed / failed / retried (counters
+that never go down) and last error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hie.flow import QueueDepth
 from hie.tasks.routing import queue_name
 
 if TYPE_CHECKING:
@@ -20,8 +17,6 @@ if TYPE_CHECKING:
     from hie.production import Production
     from hie.settings import Settings
     from hie.store import MessageStore
-
-_PRIORITY_LISTS = ["", *(f":{n}" for n in range(1, 10))]
 
 
 def pool_children(pid: int) -> list[int]:
@@ -35,57 +30,19 @@ def pool_children(pid: int) -> list[int]:
     return sorted(set(children))
 
 
-def queue_depths(settings: Settings, queues: Iterable[str]) -> dict[str, int]:
-    """Messages waiting in each queue (0 for one that does not exist yet)."""
-    queues = list(queues)
-    if not queues:
-        return {}
-    if settings.broker_is_redis:
-        import redis
-
-        client = redis.Redis.from_url(
-            settings.broker_url,
-            socket_timeout=settings.broker_socket_timeout,
-            socket_connect_timeout=settings.broker_socket_timeout,
-        )
-        try:
-            pipe = client.pipeline(transaction=False)
-            for q in queues:
-                for suffix in _PRIORITY_LISTS:
-                    pipe.llen(q + suffix)
-            counts = pipe.execute()
-        finally:
-            client.close()
-        step = len(_PRIORITY_LISTS)
-        return {q: int(sum(counts[i * step : (i + 1) * step])) for i, q in enumerate(queues)}
-    return _amqp_depths(settings, queues)
-
-
-def _amqp_depths(settings: Settings, queues: list[str]) -> dict[str, int]:
-    from kombu.connection import Connection
-
-    out: dict[str, int] = {}
-    timeout = settings.broker_socket_timeout
-    with Connection(settings.broker_url, connect_timeout=timeout) as conn:  # type: ignore[no-untyped-call]
-        channel = conn.channel()
-        for q in queues:
-            try:
-                out[q] = int(channel.queue_declare(q, passive=True).message_count)
-            except Exception:  # a passive declare of a missing queue closes the channel
-                out[q] = 0
-                channel = conn.channel()
-    return out
-
-
 def total_depth(supervisor: Supervisor) -> int:
-    """Messages queued for the production's enabled workers (what a graceful stop drains)."""
+    """Tasks on the broker for the production's enabled workers (what a graceful stop drains)."""
     items = [
         i.name
         for i in supervisor.production.items
         if supervisor.kind(i.name) != "service" and supervisor.enabled(i.name)
     ]
-    depths = queue_depths(supervisor.settings, [queue_name(supervisor.name, n) for n in items])
-    return sum(depths.values())
+    settings = supervisor.settings
+    depths = QueueDepth(settings.broker_url, timeout=settings.broker_socket_timeout)
+    try:
+        return sum(depths.read_many([queue_name(supervisor.name, n) for n in items]).values())
+    finally:
+        depths.close()
 
 
 @dataclass
@@ -205,23 +162,19 @@ def _getpid() -> int:
 def full_status(
     production: Production,
     settings: Settings,
-    store: MessageStore | None,
+    store: MessageStore,
     running: dict[str, Any] | None,
     overrides: dict[str, bool],
 ) -> list[ItemStatus]:
     """Join the manager's snapshot (None: not running) with what waits and what was done.
 
-    Queue depth is the messages waiting for each item, from the store (a task on the broker may
-    carry several); without a store, the tasks on the broker.
+    Queue depth is the messages waiting for each item in the store (a task on the broker may
+    carry several).
     """
     live = {i["name"]: i for i in (running or {}).get("items", [])}
     workers = [i.name for i in production.items if production.host_class(i.name).kind != "service"]
-    if store is not None:
-        waiting = store.waiting(workers)
-        depths = {queue_name(production.name, n): waiting[n] for n in workers}
-    else:
-        depths = queue_depths(settings, [queue_name(production.name, n) for n in workers])
-    counts = item_counts(store, production) if store is not None else {}
+    depths = store.waiting(workers)
+    counts = item_counts(store, production)
     rows = []
     for item in production.items:
         kind = production.host_class(item.name).kind
@@ -237,7 +190,7 @@ def full_status(
             pool=None if kind == "service" else item.pool,
             pool_size=None if kind == "service" else item.pool_size,
             restarts=info.get("restarts", 0),
-            queue_depth=depths.get(queue_name(production.name, item.name), 0),
+            queue_depth=depths.get(item.name, 0),
         )
         c = counts.get(item.name)
         if c is not None:
