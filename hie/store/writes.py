@@ -112,7 +112,8 @@ class Writes(Database):
         duration_ms: float | None,
     ) -> None:
         # The status it leaves decides what is counted: a message stored in error and then given
-        # its reason (a gateway's NAK) went into error once. FOR UPDATE: PostgreSQL only.
+        # its reason (a gateway's NAK) went into error once. FOR UPDATE keeps the status read the
+        # one replaced on PostgreSQL; SQLite's BEGIN IMMEDIATE already excludes other writers.
         before = conn.execute(
             select(MESSAGES.c.status, MESSAGES.c.target, MESSAGES.c.session_id)
             .where(MESSAGES.c.message_id == mid)
