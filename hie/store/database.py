@@ -81,26 +81,26 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS))
         # No sqlalchemy.url: env.py uses our connection (and configparser would choke on the
         # "%" of an escaped password or query string).
+        what = f"migrate the message store {self!r}"
+        with self._wrap_errors(what), _MIGRATE_LOCK, self.engine.connect() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            conn.commit()
+
+    @contextmanager
+    def _wrap_errors(self, what: str) -> Iterator[None]:
+        """Database errors inside leave as ``StoreError``: "cannot <what>: <the cause>"."""
         try:
-            with _MIGRATE_LOCK, self.engine.connect() as conn:
-                config.attributes["connection"] = conn
-                command.upgrade(config, revision)
-                conn.commit()
+            yield
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot migrate the message store {self!r}: {describe(exc)}") from exc
+            raise StoreError(f"cannot {what}: {describe(exc)}") from exc
 
     @contextmanager
     def _write(self, what: str) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {what}: {describe(exc)}") from exc
+        with self._wrap_errors(what), self.engine.begin() as conn:
+            yield conn
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn:
-                yield conn.execution_options(**{READ_ONLY: True})
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {what}: {describe(exc)}") from exc
+        with self._wrap_errors(what), self.engine.connect() as conn:
+            yield conn.execution_options(**{READ_ONLY: True})

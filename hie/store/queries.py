@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, BODY_NONE, BODY_TEXT, Envelope
@@ -39,16 +39,10 @@ class Queries(Database):
         Raises:
             StoreError: no such message.
         """
-        mid = _id(message_id)
-        with self._read(f"load message {mid}") as conn:
-            row = conn.execute(
-                select(MESSAGES, BODIES.c.content, BODIES.c.content_type)
-                .outerjoin(BODIES, BODIES.c.body_id == MESSAGES.c.body_id)
-                .where(MESSAGES.c.message_id == mid)
-            ).one_or_none()
-        if row is None:
-            raise StoreError(f"message {mid} is not in the store")
-        m = row._mapping
+        query = select(MESSAGES, BODIES.c.content, BODIES.c.content_type).outerjoin(
+            BODIES, BODIES.c.body_id == MESSAGES.c.body_id
+        )
+        m = self._one(query, "load", message_id)._mapping
         body_type: str = m["content_type"] or BODY_NONE
         body: Any = m["content"]
         if body_type not in (BODY_NONE, BODY_HL7, BODY_TEXT):
@@ -74,14 +68,16 @@ class Queries(Database):
         Raises:
             StoreError: no such message.
         """
+        return MessageHeader.from_row(self._one(select(*_HEADER_COLUMNS), "read", message_id))
+
+    def _one(self, query: Select[Any], verb: str, message_id: str | UUID) -> Row[Any]:
+        """``query``'s row for one message id; ``verb`` names the read in errors."""
         mid = _id(message_id)
-        with self._read(f"read message {mid}") as conn:
-            row = conn.execute(
-                select(*_HEADER_COLUMNS).where(MESSAGES.c.message_id == mid)
-            ).one_or_none()
+        with self._read(f"{verb} message {mid}") as conn:
+            row = conn.execute(query.where(MESSAGES.c.message_id == mid)).one_or_none()
         if row is None:
             raise StoreError(f"message {mid} is not in the store")
-        return MessageHeader.from_row(row)
+        return row
 
     # -- searching -------------------------------------------------------------------------------
 
