@@ -2,9 +2,10 @@
 
 A gateway writes once per group commit, a worker twice per batch (its claim, its record), and
 the rest of HIE's writes go through the same few rows: new messages with their bodies and first
-events, events, ACKs, hop outcomes and delivery records. They run thousands of times a second,
-so each kind of row takes ONE statement however many rows there are (multi-row ``VALUES``, ``IN``
-lists), written here once for both backends and run through the driver (``exec_driver_sql``).
+events, events, ACKs, hop outcomes, delivery records and the item counters they move. They run
+thousands of times a second, so each kind of row takes ONE statement however many rows there are
+(multi-row ``VALUES``, ``IN`` lists), written here once for both backends and run through the
+driver (``exec_driver_sql``).
 For these small, frequent transactions SQLAlchemy's statement compilation and bind processing
 cost more than the database's own work: a worker's claim took 0.52 ms through SQLAlchemy Core
 and 0.20 ms this way, on SQLite, measured (``bench/store.py``). Reads, searches and maintenance
