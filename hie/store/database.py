@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from hie.errors import StoreError
 from hie.store.engine import READ_ONLY, EngineHolder, parse_url
-from hie.store.statements import HotWrites
+from hie.store.writes import HotWrites
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Alembic keeps its running migration context in a module global: one migration per process at

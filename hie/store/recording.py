@@ -2,7 +2,7 @@
 
 Each method is one short transaction. The hot path (a gateway's group commit: ``write_batch``; a
 worker's batch: ``claim`` then ``record_hops``) runs the few statements of
-``hie.store.statements.HotWrites``, one per kind of row however many rows there are.
+``hie.store.writes.HotWrites``, one per kind of row however many rows there are.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from sqlalchemy import Connection, select, update
 
 from hie.errors import StoreError
 from hie.messages import Envelope
-from hie.store import statements
+from hie.store import writes
 from hie.store.database import Database
 from hie.store.models import MESSAGES, Status
 from hie.store.records import AckRecord, Claim, HopRecord, NewEvent, SaveRequest
-from hie.store.statements import Tally, prepare, status_counter
+from hie.store.writes import Tally, prepare, status_counter
 
 #: The event written by ``set_status`` when the caller names none.
 STATUS_EVENTS: dict[Status, str] = {
@@ -154,7 +154,7 @@ class Writes(Database):
         """Record the ACK code (``AA``, ``AE``, ``CA``...) sent for, or received for, a message."""
         record = AckRecord(_id(message_id), code, text, event, item)
         with self._write("record 1 ACK(s)") as conn:
-            self._hot.events(conn, self._hot.acks(conn, [record], statements.now()))
+            self._hot.events(conn, self._hot.acks(conn, [record], writes.now()))
 
     def write_batch(self, saves: Sequence[SaveRequest], acks: Sequence[AckRecord] = ()) -> None:
         """New messages and ACK records in one transaction: a gateway's group commit."""
@@ -165,7 +165,7 @@ class Writes(Database):
             tally = Tally()
             events = self._hot.save(conn, prepared, tally) if prepared else []
             if acks:
-                events += self._hot.acks(conn, list(acks), statements.now())
+                events += self._hot.acks(conn, list(acks), writes.now())
             self._hot.events(conn, events)
             self._hot.count(conn, tally)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from hie.store.queries import Queries
 from hie.store.retention import Retention
-from hie.store.writes import Writes
+from hie.store.recording import Writes
 
 
 class MessageStore(Writes, Queries, Retention):
