@@ -1,4 +1,4 @@
-"""What callers write to the store: new messages, statuses, ACKs, events, and a worker's batch.
+"""What callers record in the store: new messages, statuses, ACKs, events, and a worker's batch.
 
 Each method is one short transaction. The hot path (a gateway's group commit: ``write_batch``; a
 worker's batch: ``claim`` then ``record_hops``) runs the few statements of
@@ -42,7 +42,7 @@ def _id(value: str | UUID) -> str:
     return str(value)
 
 
-class Writes(Database):
+class Recording(Database):
     """The store's writing methods (part of ``MessageStore``)."""
 
     # -- saving ----------------------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 The broker is transport; the store is the record. One class for callers, its methods kept by job:
 
-* ``hie.store.writes``: new messages, statuses, ACKs, events, a worker's claim and hop records
-  (the hot path, whose statements are in ``hie.store.statements``);
+* ``hie.store.recording``: new messages, statuses, ACKs, events, a worker's claim and hop
+  records (the hot path, whose statements are in ``hie.store.writes``);
 * ``hie.store.queries``: one message, searches, trails, traces, counts, what waits;
 * ``hie.store.retention``: purging old messages;
 * ``hie.store.database``: this process's engine, the schema (``migrate``), transactions.
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from hie.store.queries import Queries
 from hie.store.retention import Retention
-from hie.store.recording import Writes
+from hie.store.recording import Recording
 
 
-class MessageStore(Writes, Queries, Retention):
+class MessageStore(Recording, Queries, Retention):
     """The message store on one database URL (SQLite file or PostgreSQL).
 
     Args:
