@@ -8,7 +8,12 @@ Then what the gateway's durability costs: the group commit on SQLite with ``sync
 (every commit synced: what gates an ACK, ``MessageStore(durable=True)``) against ``NORMAL``
 (synced at checkpoints), alternating, 3 rounds, medians of the save rate and of one save's latency.
 
+And what the per-item counters (``item_counters``) cost a worker's batch: a router's claim and
+hop record (each message completed and sent on to one target: three counter rows) with and
+without their upsert, alternating, 5 rounds, medians of one batch's time.
+
 Run: .venv/bin/python bench/store.py [messages-per-case] [clients]
+     .venv/bin/python bench/store.py counters [batches] (the counters' cost only)
 PostgreSQL: HIE_TEST_POSTGRES_URL, default postgresql+psycopg2://postgres@127.0.0.1:5432/test
 (a throwaway schema is created and dropped); skipped when it does not answer.
 """
@@ -24,12 +29,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import uuid4
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from hie.messages import BODY_HL7, Envelope
-from hie.store import GroupCommitter, MessageStore
+from hie.store import GroupCommitter, HopRecord, MessageStore, Status
 
 ADT = (
     "MSH|^~\\&|ADMIT|GENHOSP|LABSYS|GENLAB|20240311083000||ADT^A01^ADT_A01|{control}|P|2.5.1\r"
@@ -108,6 +114,58 @@ def measure(name: str, url: str, n: int, clients: int) -> None:
     print(f"{name:10s} group / best single          {group_c / max(single_1, single_c):8.1f}x")
 
 
+def routed_batch(store: MessageStore, size: int) -> float:
+    """Seconds for a router's claim and hop record of ``size`` stored messages."""
+    batch = [
+        Envelope(body_type=BODY_HL7, body=ADT.format(control=f"R{i}"), source="In", target="Router")
+        for i in range(size)
+    ]
+    store.save_many(batch)
+    records = [
+        HopRecord(
+            str(e.message_id),
+            str(e.session_id),
+            "Router",
+            Status.COMPLETED,
+            "completed",
+            children=(
+                e.model_copy(update={"message_id": uuid4(), "source": "Router", "target": "Out"}),
+            ),
+        )
+        for e in batch
+    ]
+    started = time.perf_counter()
+    store.claim(batch, "Router")
+    store.record_hops(records)
+    return time.perf_counter() - started
+
+
+def counters_cost(name: str, url: str, batches: int, rounds: int = 5) -> None:
+    """A router's batch with and without the counters' upsert (see the module docstring)."""
+    import statistics
+
+    store = MessageStore(url)
+    store.migrate()
+    for size in (1, 10, 100):
+        figures: dict[bool, list[float]] = {False: [], True: []}
+        for rnd in range(rounds):
+            # Which goes first swaps every round: the store grows, and later batches are slower.
+            for counted in (False, True) if rnd % 2 == 0 else (True, False):
+                if not counted:
+                    # The baseline: the same transactions without their last statement.
+                    store._hot.count = lambda conn, tally: None  # type: ignore[method-assign]
+                elif "count" in vars(store._hot):
+                    del store._hot.count
+                runs = sorted(routed_batch(store, size) for _ in range(batches))
+                figures[counted].append(statistics.median(runs) * 1000)
+        without, with_ = (statistics.median(figures[c]) for c in (False, True))
+        print(
+            f"{name:10s} router batch of {size:3d}: {without:6.2f} ms without counters, "
+            f"{with_:6.2f} ms with ({(with_ / without - 1) * 100:+.0f} %)"
+        )
+    store.dispose()
+
+
 @contextmanager
 def postgres_schema() -> Iterator[str | None]:
     url = os.environ.get(
@@ -132,6 +190,14 @@ def postgres_schema() -> Iterator[str | None]:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["counters"]:
+        batches = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+        with tempfile.TemporaryDirectory() as tmp:
+            counters_cost("sqlite", f"sqlite:///{Path(tmp) / 'counters.db'}", batches)
+        with postgres_schema() as url:
+            if url:
+                counters_cost("postgres", url, batches)
+        return
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     clients = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,15 +1,17 @@
 """Flow control: tasks waiting on the broker, and a circuit breaker and throttle for peers.
 
 ``QueueDepth`` reads how many tasks wait in a queue from the broker itself (Redis: the lengths of
-a queue's priority lists; RabbitMQ: a passive declare). A task may carry several messages, so
-backpressure counts messages instead (``hie.outbox.Backpressure``); this is for whoever needs
-to know whether anything is still on the broker (the recovery sweeper, status, metrics).
+a queue's priority lists; RabbitMQ: a passive declare), the one place that does. A task may carry
+several messages, so backpressure, status, metrics and the viewer count messages waiting in the
+store instead (``MessageStore.waiting``); this is for whoever needs to know whether anything is
+still on the broker (the recovery sweeper, a graceful stop, the drainer).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,11 +29,15 @@ def redis_lists(queue: str) -> list[str]:
 
 
 class QueueDepth:
-    """Reads (and caches) how many messages wait in a queue."""
+    """Reads (and caches) how many tasks wait in a queue.
 
-    def __init__(self, broker_url: str, *, ttl: float = 0.2) -> None:
+    ``timeout``: seconds to wait for the broker, to connect and for each answer.
+    """
+
+    def __init__(self, broker_url: str, *, ttl: float = 0.2, timeout: float = 5.0) -> None:
         self.broker_url = broker_url
         self.ttl = ttl
+        self.timeout = timeout
         self._redis = broker_url.startswith(("redis://", "rediss://"))
         self._cache: dict[str, tuple[float, int]] = {}
         self._local = threading.local()
@@ -41,11 +47,22 @@ class QueueDepth:
         client = getattr(self._local, "client", None)
         if client is None:
             if self._redis:
-                client = redis.Redis.from_url(self.broker_url, socket_timeout=5)
+                client = redis.Redis.from_url(
+                    self.broker_url,
+                    socket_timeout=self.timeout,
+                    socket_connect_timeout=self.timeout,
+                )
             else:
-                client = Connection(self.broker_url)  # type: ignore[no-untyped-call]
+                client = Connection(self.broker_url, connect_timeout=self.timeout)  # type: ignore[no-untyped-call]
             self._local.client = client
         return client
+
+    def close(self) -> None:
+        """Close this thread's broker client (the next read opens a new one)."""
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+            self._local.client = None
 
     def read_lists(self, queue: str) -> list[int]:
         """Redis only: the length of each of ``queue``'s lists (``redis_lists``), one round trip."""
@@ -66,6 +83,21 @@ class QueueDepth:
             client.close()
             self._local.client = None
             return 0
+
+    def read_many(self, queues: Sequence[str]) -> dict[str, int]:
+        """The depth of each of ``queues`` now (0 for one that does not exist yet); on Redis in
+        one round trip."""
+        if not self._redis:
+            return {q: self.read(q) for q in queues}
+        if not queues:
+            return {}
+        pipe = self.client().pipeline()
+        for queue in queues:
+            for name in redis_lists(queue):
+                pipe.llen(name)
+        lengths = [int(n) for n in pipe.execute()]
+        step = len(_REDIS_STEPS)
+        return {q: sum(lengths[i * step : (i + 1) * step]) for i, q in enumerate(queues)}
 
     def depth(self, queue: str) -> int:
         """The depth, at most ``ttl`` seconds old."""

@@ -1,7 +1,8 @@
 """Prometheus metrics of a production, read at scrape time.
 
-Per-item counters come from the message store (the record, shared by every process, so any one
-process can serve them): ``hie_item_received_total``, ``hie_item_completed_total``,
+Per-item counters come from the message store's counters, which only grow, even when old
+messages are purged (the record, shared by every process, so any one process can serve them):
+``hie_item_received_total``, ``hie_item_completed_total``,
 ``hie_item_failed_total``, ``hie_item_retried_total``, and ``hie_queue_depth``: the messages
 waiting for each item (what backpressure counts, whatever number of tasks carry them).
 ``hie_end_to_end_seconds`` observes, once per message completed at an operation, the time from
@@ -27,8 +28,6 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-
 
 if TYPE_CHECKING:
     from hie.production import Production
@@ -108,8 +107,6 @@ class ProductionCollector(Collector):
 
     def observe_completions(self) -> None:
         """Observe end-to-end latency of every operation completion since the last scrape."""
-        from hie.store.store import MESSAGES
-
         operations = [
             i.name
             for i in self.production.items
@@ -117,31 +114,14 @@ class ProductionCollector(Collector):
         ]
         if not operations:
             return
-        m = MESSAGES.c
-        first = MESSAGES.alias("first")
-        started = (
-            select(func.min(first.c.created_at))
-            .where(first.c.session_id == m.session_id)
-            .scalar_subquery()
-        )
-        query = (
-            select(m.message_id, m.target, m.updated_at, started)
-            .where(m.target.in_(operations), m.status == "completed")
-            .order_by(m.updated_at)
-            .limit(10_000)
-        )
         with self._lock:
-            if self._watermark is not None:
-                query = query.where(m.updated_at >= self._watermark)
-            with self.store.engine.connect() as conn:
-                rows = conn.execute(query).all()
-            for message_id, target, updated, first_stored in rows:
-                self._watermark = updated
-                if message_id in self._seen:
+            for done in self.store.completions(operations, since=self._watermark):
+                self._watermark = done.completed_at
+                if done.message_id in self._seen:
                     continue
-                self._remember(message_id)
-                seconds = max(0.0, (updated - first_stored).total_seconds())
-                self.end_to_end.labels(self.production.name, target).observe(seconds)
+                self._remember(done.message_id)
+                seconds = max(0.0, (done.completed_at - done.session_started).total_seconds())
+                self.end_to_end.labels(self.production.name, done.item).observe(seconds)
 
     def _remember(self, message_id: str) -> None:
         self._seen.add(message_id)

@@ -77,8 +77,6 @@ class Gateway:
             self.health.start()
 
     def _health_server(self, port: int) -> HealthServer:
-        from sqlalchemy import text
-
         from hie.broker import answers
         from hie.metrics import production_registry
 
@@ -94,8 +92,7 @@ class Gateway:
             return None if ok else f"the broker at {self.settings.broker_url} does not answer"
 
         def store() -> str | None:
-            with self.store.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+            self.store.ping()
             return None
 
         def listeners() -> str | None:

@@ -11,12 +11,14 @@ Example::
 from __future__ import annotations
 
 from hie.store.group_commit import GroupCommitter
-from hie.store.models import Event, Status
+from hie.store.models import CounterName, Event, Status
 from hie.store.records import (
     AckRecord,
     Claim,
+    Completion,
     EventRecord,
     HopRecord,
+    ItemCounters,
     MessageHeader,
     NewEvent,
     SaveRequest,
@@ -27,10 +29,13 @@ from hie.store.store import MessageStore
 __all__ = [
     "AckRecord",
     "Claim",
+    "Completion",
+    "CounterName",
     "Event",
     "EventRecord",
     "GroupCommitter",
     "HopRecord",
+    "ItemCounters",
     "MessageHeader",
     "MessageStore",
     "NewEvent",

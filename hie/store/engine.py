@@ -198,13 +198,6 @@ class EngineHolder:
                 self._pid = pid
             return self._engine
 
-    def after_fork(self) -> None:
-        """Forget the inherited engine now (the next ``get`` builds this process's own)."""
-        with self._lock:
-            if self._engine is not None and self._pid != os.getpid():
-                self._engine.dispose(close=False)
-                self._engine = None
-
     def dispose(self) -> None:
         """Close this process's pooled connections; the next ``get`` opens new ones."""
         with self._lock:

@@ -1,6 +1,6 @@
 """The message store's tables, as SQLAlchemy 2.0 typed ORM classes.
 
-Four tables, one idea each:
+Five tables, one idea each:
 
 * ``messages``: one header row per message (ids, routing, MSH-9/MSH-10, status, ACK, attempts).
 * ``bodies``: message content, stored once and shared by every copy of the same content in a
@@ -8,6 +8,9 @@ Four tables, one idea each:
 * ``events``: the audit trail, append-only: what happened to a message, where, when, how long.
 * ``deliveries``: one row per (message, target) an operation has finished sending, so a task that
   Celery delivers twice does not send twice.
+* ``item_counters``: per item, how many messages it received, sent, completed, failed and
+  retried since the store was made; they only grow (a purge leaves them), as Prometheus counters
+  must, and status and metrics read them instead of counting every message at every scrape.
 
 Rows stay inside ``hie.store``; callers get ``MessageHeader`` / ``EventRecord`` values instead.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -29,6 +32,7 @@ from sqlalchemy import (
     Integer,
     SmallInteger,
     String,
+    Table,
     Text,
     TypeDecorator,
 )
@@ -38,6 +42,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 ID_LENGTH = 36
 #: Item names, message types and control ids are short in practice; these bounds are generous.
 NAME_LENGTH = 200
+#: Rows per item and counter in ``item_counters`` (see ``CounterRow``).
+COUNTER_SHARDS = 16
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (a rowid alias), never a BIGINT one.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -78,6 +84,21 @@ class Event(StrEnum):
     ALERT = "alert"
     POSSIBLE_DUPLICATE = "possible_duplicate"
     LATE_REPLY = "late_reply"
+
+
+class CounterName(StrEnum):
+    """What ``item_counters`` counts per item (``status`` and ``/metrics`` show them)."""
+
+    #: Messages stored with the item as their target.
+    RECEIVED = "received"
+    #: Messages stored with the item as their source (what a service sent in).
+    SENT = "sent"
+    #: Messages that became ``completed`` at the item.
+    COMPLETED = "completed"
+    #: Messages that went into ``error`` at the item.
+    FAILED = "failed"
+    #: Retries the item scheduled.
+    RETRIED = "retried"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -202,3 +223,27 @@ class DeliveryRow(Base):
     message_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     target: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     completed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CounterRow(Base):
+    """One share of one item's counter; the counter is the sum of its shares.
+
+    Writers add to the share of their process (pid modulo ``COUNTER_SHARDS``): PostgreSQL holds a
+    row's lock until the commit, and a gateway's commit waits for the disk, so processes sharing
+    one row would commit one after the other.
+    """
+
+    __tablename__ = "item_counters"
+
+    item: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
+    counter: Mapped[str] = mapped_column(String(20), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
+#: The tables as SQLAlchemy Core objects, which the store's queries are written against.
+MESSAGES = cast(Table, MessageRow.__table__)
+BODIES = cast(Table, Body.__table__)
+EVENTS = cast(Table, EventRow.__table__)
+DELIVERIES = cast(Table, DeliveryRow.__table__)
+COUNTERS = cast(Table, CounterRow.__table__)

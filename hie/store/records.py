@@ -1,9 +1,9 @@
 """What the store hands out and takes in: frozen values, never ORM rows.
 
-``MessageHeader`` and ``EventRecord`` are read views; ``SaveRequest``, ``NewEvent``, ``AckRecord``
-and ``HopRecord`` describe a write, so a batch of them can be committed in one transaction
-(``save_many``, ``write_batch``, ``record_hops``). ``Claim`` is what a worker learns as it takes
-a batch (``claim``).
+``MessageHeader``, ``EventRecord``, ``ItemCounters`` and ``Completion`` are read views;
+``SaveRequest``, ``NewEvent``, ``AckRecord`` and ``HopRecord`` describe a write, so a batch of
+them can be committed in one transaction (``save_many``, ``write_batch``, ``record_hops``).
+``Claim`` is what a worker learns as it takes a batch (``claim``).
 """
 
 from __future__ import annotations
@@ -191,3 +191,24 @@ class TraceNode:
         yield depth, self
         for child in self.children:
             yield from child.walk(depth + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemCounters:
+    """One item's counters since the store was made (see ``CounterName``); they never go down."""
+
+    received: int = 0
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A message completed at an item, and when its session's first message was stored."""
+
+    message_id: str
+    item: str
+    completed_at: datetime
+    session_started: datetime

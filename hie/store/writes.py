@@ -2,13 +2,14 @@
 
 A gateway writes once per group commit, a worker twice per batch (its claim, its record), and
 the rest of HIE's writes go through the same few rows: new messages with their bodies and first
-events, events, ACKs, hop outcomes and delivery records. They run thousands of times a second,
-so each kind of row takes ONE statement however many rows there are (multi-row ``VALUES``, ``IN``
-lists), written here once for both backends and run through the driver (``exec_driver_sql``).
+events, events, ACKs, hop outcomes, delivery records and the item counters they move. They run
+thousands of times a second, so each kind of row takes ONE statement however many rows there are
+(multi-row ``VALUES``, ``IN`` lists), written here once for both backends and run through the
+driver (``exec_driver_sql``).
 For these small, frequent transactions SQLAlchemy's statement compilation and bind processing
 cost more than the database's own work: a worker's claim took 0.52 ms through SQLAlchemy Core
 and 0.20 ms this way, on SQLite, measured (``bench/store.py``). Reads, searches and maintenance
-stay on SQLAlchemy Core in ``hie.store.store``.
+stay on SQLAlchemy Core in ``hie.store.queries`` and ``hie.store.retention``.
 
 Values are converted here as SQLAlchemy would: SQLite gets timestamps as naive UTC text in the
 format of its ``DateTime`` type (so SQLAlchemy reads them back), PostgreSQL aware datetimes.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from sqlalchemy import Connection, Table
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, BODY_NONE, BODY_TEXT, Envelope
 from hie.store.hl7_fields import msh_type_and_control_id
-from hie.store.models import Status
+from hie.store.models import COUNTER_SHARDS, CounterName, Status
 from hie.store.records import AckRecord, Claim, HopRecord, NewEvent, SaveRequest
 
 #: Rows per multi-row statement: far below SQLite's 32766 and PostgreSQL's 65535 parameters.
@@ -46,11 +48,27 @@ _EVENT_COLUMNS = (
     "message_id", "session_id", "at", "event", "item", "pid", "duration_ms", "detail",
 )  # fmt: skip
 _BODY_COLUMNS = ("session_id", "content_type", "content", "size", "sha256")
+_COUNTER_COLUMNS = ("item", "counter", "shard", "total")
+# Adds to an existing share; the multi-row VALUES never names one (item, counter) twice, which
+# PostgreSQL would refuse.
+_ADD_TO_COUNTER = (
+    " ON CONFLICT (item, counter, shard) DO UPDATE SET total = item_counters.total + excluded.total"
+)
+#: A status a message enters that ``item_counters`` counts, and the counter it adds to.
+_COUNTED_STATUSES = {Status.COMPLETED: CounterName.COMPLETED, Status.ERROR: CounterName.FAILED}
+
+#: Additions to ``item_counters`` gathered in one transaction: (item, counter) -> how many.
+Tally = Counter[tuple[str, str]]
 
 
 def now() -> datetime:
     """The time a write is stamped with: aware, UTC."""
     return datetime.now(UTC)
+
+
+def status_counter(status: Status | str) -> CounterName | None:
+    """The counter a message entering ``status`` adds to (None: that status is not counted)."""
+    return _COUNTED_STATUSES.get(Status(status))
 
 
 def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -188,9 +206,10 @@ class HotWrites:
         return sql if self.sqlite else sql.replace("?", "%s")
 
     # -- new messages ----------------------------------------------------------------------------
-    def save(self, conn: Connection, prepared: list[Prepared]) -> list[NewEvent]:
+    def save(self, conn: Connection, prepared: list[Prepared], tally: Tally) -> list[NewEvent]:
         """Insert prepared messages and their bodies; returns their first events, to be written
-        with the transaction's other events (one statement for all of them)."""
+        with the transaction's other events (one statement for all of them). Their counts are
+        added to ``tally``."""
         stamp = now()
         body_ids = self._body_ids(conn, prepared)
         self.insert(
@@ -199,6 +218,15 @@ class HotWrites:
             _MESSAGE_COLUMNS,
             [self._message_row(p, body_ids, stamp) for p in prepared],
         )
+        for p in prepared:
+            env = p.request.envelope
+            if env.target is not None:
+                tally[(env.target, CounterName.RECEIVED)] += 1
+                counter = status_counter(p.request.status)
+                if counter is not None:
+                    tally[(env.target, counter)] += 1
+            if env.source is not None:
+                tally[(env.source, CounterName.SENT)] += 1
         return [
             NewEvent(
                 str(p.request.envelope.message_id),
@@ -321,6 +349,18 @@ class HotWrites:
             for a in acks
         ]
 
+    def count(self, conn: Connection, tally: Tally) -> None:
+        """Add ``tally`` to ``item_counters``: one statement, the last of its transaction.
+
+        Last, and its rows in one order everywhere: a PostgreSQL transaction holding a counter's
+        lock then only waits for its commit, never for another lock, so none deadlock on them.
+        """
+        if not tally:
+            return
+        shard = os.getpid() % COUNTER_SHARDS
+        rows = [(item, str(counter), shard, n) for (item, counter), n in sorted(tally.items())]
+        self.insert(conn, "item_counters", _COUNTER_COLUMNS, rows, tail=_ADD_TO_COUNTER)
+
     # -- a worker's batch ------------------------------------------------------------------------
     def claim(
         self, conn: Connection, envelopes: Sequence[Envelope], item: str, redelivered: Any
@@ -343,9 +383,10 @@ class HotWrites:
             params = (str(Status.IN_PROGRESS), self.ts(stamp), *chunk, *SET_ASIDE, item)
             started.update(dict(conn.exec_driver_sql(sql, params).fetchall()))
         claims = {mid: Claim(attempt=n) for mid, n in started.items()}
+        tally = Tally()
         if len(started) < len(ids):
             missing = [by_id[m] for m in ids if m not in started]
-            claims |= self._not_started(conn, missing, item, stamp)
+            claims |= self._not_started(conn, missing, item, stamp, tally)
         run = [m for m in ids if claims[m].skip is None]
         flagged = [m for m in run if m in redelivered]
         if flagged:
@@ -376,10 +417,11 @@ class HotWrites:
             for m in flagged
         ]
         self.events(conn, events)
+        self.count(conn, tally)
         return claims
 
     def _not_started(
-        self, conn: Connection, envelopes: list[Envelope], item: str, stamp: datetime
+        self, conn: Connection, envelopes: list[Envelope], item: str, stamp: datetime, tally: Tally
     ) -> dict[str, Claim]:
         """Why the claim did not take these: done, set aside, or never stored (saved now)."""
         ids = [str(e.message_id) for e in envelopes]
@@ -415,7 +457,7 @@ class HotWrites:
             requests = [
                 SaveRequest(e, Status.IN_PROGRESS, event="received", item=item) for e in unknown
             ]
-            self.events(conn, self.save(conn, [prepare(r) for r in requests]))
+            self.events(conn, self.save(conn, [prepare(r) for r in requests], tally))
             head = "UPDATE messages SET attempts = 1 WHERE message_id IN ({ids})"
             self.where_in(conn, self._m(head), [str(e.message_id) for e in unknown])
         return claims
@@ -435,8 +477,9 @@ class HotWrites:
             for r in records
             if r.reply is not None
         ]
-        events = self.save(conn, prepared) if prepared else []
-        self._statuses(conn, records, stamp)
+        tally = Tally()
+        events = self.save(conn, prepared, tally) if prepared else []
+        self._statuses(conn, records, stamp, tally)
         acks = [
             AckRecord(r.message_id, r.ack[0], r.ack[1], "ack_received", r.item, r.session_id)
             for r in records
@@ -485,12 +528,21 @@ class HotWrites:
             self.where_in(
                 conn, self._m(head), list(running), (self.ts(stamp), str(Status.IN_PROGRESS))
             )
+        self.count(conn, tally)
 
-    def _statuses(self, conn: Connection, records: Sequence[HopRecord], stamp: datetime) -> None:
-        """New statuses: one statement per (status, error), usually one for the whole batch."""
+    def _statuses(
+        self, conn: Connection, records: Sequence[HopRecord], stamp: datetime, tally: Tally
+    ) -> None:
+        """New statuses: one statement per (status, error), usually one for the whole batch.
+        What the hops count is added to ``tally``."""
         groups: dict[tuple[str, str | None], list[str]] = {}
         for r in records:
             groups.setdefault((str(r.status), r.error), []).append(r.message_id)
+            counter = status_counter(r.status)
+            if counter is not None:
+                tally[(r.item, counter)] += 1
+            if r.event == "retried":
+                tally[(r.item, CounterName.RETRIED)] += 1
         # A later success keeps the last error text; only a new error replaces it.
         head = self._m(
             "UPDATE messages SET status = ?, updated_at = ?, error = COALESCE(?, error) "

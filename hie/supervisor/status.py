@@ -1,74 +1,25 @@
-"""What ``status`` shows: per item its state and pids (from the manager), queue depth (from the
-broker) and processed / failed / last error (from the store).
-
-Queue depth on Redis is the sum of LLEN over kombu's priority lists: with ``sep=':'`` and ten
-priority steps a queue is ``<queue>``, ``<queue>:1`` ... ``<queue>:9``. On RabbitMQ it is the
-``message_count`` of a passive ``queue_declare``. Neither counts tasks a worker has reserved.
+"""What ``status`` shows: per item its state and pids (from the manager), and from the store its
+queue depth (the messages waiting for it), received / processed / failed / retried (counters
+that never go down) and last error.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
-from hie.tasks.dispatcher import queue_name
 
 if TYPE_CHECKING:
     from hie.production import Production
     from hie.settings import Settings
     from hie.store import MessageStore
 
-_PRIORITY_LISTS = ["", *(f":{n}" for n in range(1, 10))]
 
-
-def queue_depths(settings: Settings, queues: Iterable[str]) -> dict[str, int]:
-    """Messages waiting in each queue (0 for one that does not exist yet)."""
-    queues = list(queues)
-    if not queues:
-        return {}
-    if settings.broker_is_redis:
-        import redis
-
-        client = redis.Redis.from_url(
-            settings.broker_url,
-            socket_timeout=settings.broker_socket_timeout,
-            socket_connect_timeout=settings.broker_socket_timeout,
-        )
-        try:
-            pipe = client.pipeline(transaction=False)
-            for q in queues:
-                for suffix in _PRIORITY_LISTS:
-                    pipe.llen(q + suffix)
-            counts = pipe.execute()
-        finally:
-            client.close()
-        step = len(_PRIORITY_LISTS)
-        return {q: int(sum(counts[i * step : (i + 1) * step])) for i, q in enumerate(queues)}
-    return _amqp_depths(settings, queues)
-
-
-def _amqp_depths(settings: Settings, queues: list[str]) -> dict[str, int]:
-    from kombu.connection import Connection
-
-    out: dict[str, int] = {}
-    timeout = settings.broker_socket_timeout
-    with Connection(settings.broker_url, connect_timeout=timeout) as conn:  # type: ignore[no-untyped-call]
-        channel = conn.channel()
-        for q in queues:
-            try:
-                out[q] = int(channel.queue_declare(q, passive=True).message_count)
-            except Exception:  # a passive declare of a missing queue closes the channel
-                out[q] = 0
-                channel = conn.channel()
-    return out
 
 
 @dataclass
 class ItemCounts:
-    """What the store knows about one item."""
+    """What the store's counters say about one item (they never go down) and its last error."""
 
     received: int = 0
     processed: int = 0
@@ -79,41 +30,20 @@ class ItemCounts:
 
 def item_counts(store: MessageStore, production: Production) -> dict[str, ItemCounts]:
     """Per item: messages received (a service: that it sent in), completed, failed, retried."""
-    from hie.store.store import EVENTS, MESSAGES
-
     names = [i.name for i in production.items]
     services = {i.name for i in production.items if production.host_class(i.name).kind == "service"}
-    out = {n: ItemCounts() for n in names}
-    m = MESSAGES.c
-    with store.engine.connect() as conn:
-        for target, status, n in conn.execute(
-            select(m.target, m.status, func.count())
-            .where(m.target.in_(names))
-            .group_by(m.target, m.status)
-        ):
-            c = out[target]
-            c.received += n
-            c.processed += n if status == "completed" else 0
-            c.failed += n if status == "error" else 0
-        for source, n in conn.execute(
-            select(m.source, func.count()).where(m.source.in_(services)).group_by(m.source)
-        ):
-            out[source].received += n
-        e = EVENTS.c
-        for item, n in conn.execute(
-            select(e.item, func.count())
-            .where(e.item.in_(names), e.event == "retried")
-            .group_by(e.item)
-        ):
-            out[item].retried = n
-        for target, error in conn.execute(
-            select(m.target, m.error)
-            .where(m.target.in_(names), m.status == "error")
-            .order_by(m.updated_at.desc())
-            .limit(200)
-        ):
-            if out[target].last_error is None:
-                out[target].last_error = error
+    counters = store.counters(names)
+    errors = store.last_errors(names)
+    out = {}
+    for name in names:
+        c = counters[name]
+        out[name] = ItemCounts(
+            received=c.received + (c.sent if name in services else 0),
+            processed=c.completed,
+            failed=c.failed,
+            retried=c.retried,
+            last_error=errors[name],
+        )
     return out
 
 
@@ -145,23 +75,19 @@ class ItemStatus:
 def full_status(
     production: Production,
     settings: Settings,
-    store: MessageStore | None,
+    store: MessageStore,
     running: dict[str, Any] | None,
     overrides: dict[str, bool],
 ) -> list[ItemStatus]:
     """Join the manager's snapshot (None: not running) with what waits and what was done.
 
-    Queue depth is the messages waiting for each item, from the store (a task on the broker may
-    carry several); without a store, the tasks on the broker.
+    Queue depth is the messages waiting for each item in the store (a task on the broker may
+    carry several).
     """
     live = {i["name"]: i for i in (running or {}).get("items", [])}
     workers = [i.name for i in production.items if production.host_class(i.name).kind != "service"]
-    if store is not None:
-        waiting = store.waiting(workers)
-        depths = {queue_name(production.name, n): waiting[n] for n in workers}
-    else:
-        depths = queue_depths(settings, [queue_name(production.name, n) for n in workers])
-    counts = item_counts(store, production) if store is not None else {}
+    depths = store.waiting(workers)
+    counts = item_counts(store, production)
     rows = []
     for item in production.items:
         kind = production.host_class(item.name).kind
@@ -177,7 +103,7 @@ def full_status(
             pool=None if kind == "service" else item.pool,
             pool_size=None if kind == "service" else item.pool_size,
             restarts=info.get("restarts", 0),
-            queue_depth=depths.get(queue_name(production.name, item.name), 0),
+            queue_depth=depths.get(item.name, 0),
         )
         c = counts.get(item.name)
         if c is not None:

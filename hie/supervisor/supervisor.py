@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hie.flow import QueueDepth
 from hie.production import Item, Production
 from hie.settings import Settings
 from hie.supervisor.control import ControlServer
 from hie.supervisor.rundir import RunDir, log_dir
 from hie.supervisor.state import load_state, save_state
-from hie.supervisor.status import queue_depths
 from hie.supervisor.unit import Unit, pool_children, unit_state
 from hie.tasks.dispatcher import queue_name
 
@@ -213,8 +213,11 @@ class Supervisor:
             for i in self.production.items
             if self.kind(i.name) != "service" and self.enabled(i.name)
         ]
-        depths = queue_depths(self.settings, [queue_name(self.name, n) for n in items])
-        return sum(depths.values())
+        depths = QueueDepth(self.settings.broker_url, timeout=self.settings.broker_socket_timeout)
+        try:
+            return sum(depths.read_many([queue_name(self.name, n) for n in items]).values())
+        finally:
+            depths.close()
 
     # -- supervision ----------------------------------------------------------------------------
     def poll(self) -> list[str]:

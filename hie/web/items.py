@@ -1,27 +1,20 @@
 """The item overview: what the viewer can read for itself about each item of the production.
 
-Queue depth comes from the broker (Redis lists ``hie.<production>.<item>`` and its priority lists
-``<queue>:1`` .. ``<queue>:9``; kombu's ``sep`` is ``:`` in celeryconfig), counts and rates from
-the store (the last hour only, so the query uses the ``created_at`` index instead of scanning
-every message), and the state from the manager when one answers.
+Queue depth (the messages waiting for each item) and the last hour's counts and rates come from
+the store, and the state from the manager when one answers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
-
-from sqlalchemy import Table, func, select
-
-from hie.store.models import MessageRow
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hie.production import Production
     from hie.store import MessageHeader, MessageStore
 
 WINDOW = timedelta(hours=1)
-_MESSAGES = cast(Table, MessageRow.__table__)
 
 
 @dataclass
@@ -43,22 +36,6 @@ class ItemView:
         return sum(self.counts.values()) / (WINDOW.total_seconds() / 60)
 
 
-def recent_counts(store: MessageStore, since: datetime) -> dict[str, dict[str, int]]:
-    """``{target: {status: n}}`` for messages created since ``since``."""
-    m = _MESSAGES.c
-    query = (
-        select(m.target, m.status, func.count())
-        .where(m.created_at >= since)
-        .group_by(m.target, m.status)
-    )
-    with store.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    out: dict[str, dict[str, int]] = {}
-    for target, status, n in rows:
-        out.setdefault(target or "", {})[status] = n
-    return out
-
-
 def overview(
     production: Production,
     store: MessageStore,
@@ -68,7 +45,7 @@ def overview(
     and (if known) state."""
     names = [i.name for i in production.items]
     depths = store.waiting(names)
-    counts = recent_counts(store, datetime.now(UTC) - WINDOW)
+    counts = store.recent_counts(datetime.now(UTC) - WINDOW)
     views = []
     for item in production.items:
         kind = production.host_class(item.name).kind

@@ -8,8 +8,10 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -18,8 +20,15 @@ from sqlalchemy import event, func, select
 
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, Envelope
-from hie.store import GroupCommitter, HopRecord, MessageStore, NewEvent, SaveRequest, Status
-from hie.store.store import BODIES, DELIVERIES, EVENTS, MESSAGES
+from hie.store import (
+    GroupCommitter,
+    HopRecord,
+    ItemCounters,
+    MessageStore,
+    SaveRequest,
+    Status,
+)
+from hie.store.models import BODIES, DELIVERIES, EVENTS, MESSAGES
 from tests.integration.test_store_postgres import pg_admin, pg_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -189,12 +198,8 @@ def test_events_of_a_session_cover_all_its_messages(store: MessageStore) -> None
     parent = hl7_envelope()
     child = hl7_envelope(session_id=parent.session_id, parent_id=parent.message_id)
     store.save_many([parent, child])
-    store.record_events_many(
-        [
-            NewEvent(str(child.message_id), "alert", detail="slow"),
-            NewEvent(str(parent.message_id), "x"),
-        ]
-    )
+    store.record_event(child.message_id, "alert", detail="slow")
+    store.record_event(parent.message_id, "x")
     assert len(store.events(session_id=parent.session_id)) == 4
 
 
@@ -215,6 +220,112 @@ def test_counts_by_status(store: MessageStore) -> None:
     store.save_many([SaveRequest(hl7_envelope(), status=s) for s in ("queued", "queued", "error")])
     counts = store.counts_by_status()
     assert (counts[Status.QUEUED], counts[Status.ERROR], counts[Status.COMPLETED]) == (2, 1, 0)
+
+
+# -- item counters -------------------------------------------------------------------------------
+
+
+def hop(env: Envelope, item: str, status: Status, event: str, **more: Any) -> HopRecord:
+    return HopRecord(str(env.message_id), str(env.session_id), item, status, event, **more)
+
+
+def test_counters_follow_deliveries_failures_retries_and_resends(store: MessageStore) -> None:
+    # Given three messages a service sent in for Out, and a worker's batch: one delivered, one
+    # retried, one failed
+    sent = [hl7_envelope(source="In", target="Out") for _ in range(3)]
+    store.save_many(sent)
+    ok, again, bad = sent
+    store.claim(sent, "Out")
+    store.record_hops(
+        [
+            hop(ok, "Out", Status.COMPLETED, "completed", delivered=True),
+            hop(again, "Out", Status.QUEUED, "retried", error="timeout"),
+            hop(bad, "Out", Status.ERROR, "failed", error="AR"),
+        ]
+    )
+    # When the retried one completes next time, and the failed one is resent as a copy that
+    # completes
+    store.claim([again], "Out")
+    store.record_hops([hop(again, "Out", Status.COMPLETED, "completed", delivered=True)])
+    copy = bad.model_copy(update={"message_id": uuid4(), "parent_id": bad.message_id})
+    store.save(copy)
+    store.claim([copy], "Out")
+    store.record_hops([hop(copy, "Out", Status.COMPLETED, "completed", delivered=True)])
+
+    # Then Out received 4, completed 3, failed 1, retried 1; In sent 4 (the copy says In too)
+    counters = store.counters(["Out", "In", "Nobody"])
+    assert counters["Out"] == ItemCounters(received=4, completed=3, failed=1, retried=1)
+    assert counters["In"] == ItemCounters(sent=4)
+    assert counters["Nobody"] == ItemCounters()
+
+
+def test_counters_count_a_status_entered_by_hand_once(store: MessageStore) -> None:
+    # Given a message stored in error (a gateway's NAK) and then given its reason
+    rejected = hl7_envelope(target="Router")
+    store.save(rejected, status=Status.ERROR)
+    store.set_status(rejected.message_id, Status.ERROR, error="MSH-9 is empty")
+    # and a message an operator resumes by hand, which then completes
+    parked = hl7_envelope(target="Router")
+    store.save(parked, status=Status.SUSPENDED)
+    store.set_status(parked.message_id, Status.COMPLETED)
+
+    # Then each went into its status once
+    assert store.counters(["Router"])["Router"] == ItemCounters(received=2, completed=1, failed=1)
+
+
+def test_counters_do_not_go_down_after_a_purge(store: MessageStore) -> None:
+    # Given old sessions, done and failed, at Out
+    done = old_session(Status.COMPLETED, target="Out")
+    failed = old_session(Status.ERROR, target="Out")
+    store.save_many(done + failed)
+    before = store.counters(["Out"])
+
+    # When they are purged
+    assert store.purge(30) == 4
+
+    # Then the counters still say what happened
+    assert before["Out"] == ItemCounters(received=4, completed=2, failed=2)
+    assert store.counters(["Out"]) == before
+
+
+def test_concurrent_batches_add_up_on_the_counters(store: MessageStore) -> None:
+    # Given 8 threads that each record 25 completed hops at Out, one at a time
+    batches = [[hl7_envelope(target="Out") for _ in range(25)] for _ in range(8)]
+    store.save_many([e for b in batches for e in b])
+
+    def work(batch: list[Envelope]) -> None:
+        for env in batch:
+            store.record_hops([hop(env, "Out", Status.COMPLETED, "completed")])
+
+    with ThreadPoolExecutor(len(batches)) as pool:
+        list(pool.map(work, batches))  # re-raises a thread's error here
+
+    # Then no update was lost and none waited for another forever
+    assert store.counters(["Out"])["Out"].completed == 200
+
+
+def test_completions_carry_when_their_session_began(store: MessageStore) -> None:
+    # Given a session that began an hour ago at In and completed at Out just now
+    began = datetime.now(UTC) - timedelta(hours=1)
+    first = hl7_envelope(source="In", target="Router", created_at=began)
+    routed = hl7_envelope(session_id=first.session_id, source="Router", target="Out")
+    store.save_many([first, routed])
+    store.record_hops([hop(routed, "Out", Status.COMPLETED, "completed")])
+
+    # Then the completion at Out is an hour after the session began, and nothing is newer
+    (done,) = store.completions(["Out"])
+    assert (done.message_id, done.item) == (str(routed.message_id), "Out")
+    assert done.session_started == began
+    assert store.completions(["Out"], since=done.completed_at + timedelta(seconds=1)) == []
+
+
+def test_last_errors_give_each_items_newest_error(store: MessageStore) -> None:
+    older, newer = hl7_envelope(target="Out"), hl7_envelope(target="Out")
+    store.save_many([older, newer])
+    store.set_status(older.message_id, Status.ERROR, error="AR: unknown patient")
+    store.set_status(newer.message_id, Status.ERROR, error="timeout")
+    assert store.last_errors(["Out", "Other"]) == {"Out": "timeout", "Other": None}
+    store.ping()
 
 
 # -- idempotent delivery -------------------------------------------------------------------------
@@ -446,9 +557,11 @@ def test_stale_lists_unfinished_messages_without_progress(store: MessageStore) -
 # -- purge ---------------------------------------------------------------------------------------
 
 
-def old_session(status: Status, *, days: int = 40, size: int = 2) -> list[SaveRequest]:
+def old_session(
+    status: Status, *, days: int = 40, size: int = 2, target: str | None = None
+) -> list[SaveRequest]:
     """A session of ``size`` messages created ``days`` ago, all sharing one body."""
-    root = hl7_envelope(created_at=datetime.now(UTC) - timedelta(days=days))
+    root = hl7_envelope(created_at=datetime.now(UTC) - timedelta(days=days), target=target)
     copies = [root.model_copy(update={"message_id": uuid4()}) for _ in range(size - 1)]
     return [SaveRequest(e, status=status) for e in [root, *copies]]
 
@@ -538,5 +651,5 @@ def test_migrating_again_changes_nothing(store: MessageStore) -> None:
     sent = hl7_envelope()
     store.save(sent)
     store.migrate()
-    store.create_schema()
+    store.migrate()
     assert store.load(sent.message_id) == sent

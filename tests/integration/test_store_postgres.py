@@ -20,8 +20,9 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from hie.store import MessageStore
+from hie.store import ItemCounters, MessageStore
 from hie.store.models import Base
+from tests.unit.test_store_sqlite import store_before_counters
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +88,21 @@ def test_migrated_schema_matches_the_models(pg_url: str) -> None:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     store.dispose()
     assert diff == []
+
+
+def test_upgrade_starts_the_counters_from_the_stored_messages(pg_url: str) -> None:
+    # Given a store written before there were counters
+    store = MessageStore(pg_url)
+    store_before_counters(store)
+    try:
+        # When it is upgraded
+        store.migrate()
+        # Then status shows the same figures as before the upgrade
+        counters = store.counters(["Out", "In"])
+    finally:
+        store.dispose()
+    assert counters["Out"] == ItemCounters(received=3, completed=2, failed=1, retried=1)
+    assert counters["In"] == ItemCounters(sent=3)
 
 
 def test_tables_are_created_in_the_test_schema_only(pg_url: str, pg_admin: Engine) -> None:

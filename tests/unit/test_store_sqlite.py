@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -17,9 +19,9 @@ from sqlalchemy import text
 
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, Envelope
-from hie.store import HopRecord, MessageStore, Status
+from hie.store import HopRecord, ItemCounters, MessageStore, Status
 from hie.store.hl7_fields import check_path, field_matches, msh_type_and_control_id
-from hie.store.models import Base
+from hie.store.models import EVENTS, MESSAGES, Base
 
 ADT = (
     "MSH|^~\\&|PAS|HOSP|LAB|HOSP|20240101||ADT^A01^ADT_A01|CTRL1|P|2.5\r"
@@ -33,6 +35,14 @@ ADT = (
 def store(tmp_path: Path) -> Iterator[MessageStore]:
     s = MessageStore(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'hie.db'}")
     s.migrate()
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def store_at(tmp_path: Path) -> Iterator[MessageStore]:
+    """A store on a new SQLite file, not migrated yet."""
+    s = MessageStore(f"sqlite:///{tmp_path / 'hie.db'}")
     yield s
     s.dispose()
 
@@ -68,7 +78,35 @@ def test_migrated_schema_matches_the_models(store: MessageStore) -> None:
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0002_target_status_index"
+    assert version == "0003_item_counters"
+
+
+def store_before_counters(store: MessageStore) -> None:
+    """Migrate ``store`` to the schema before ``item_counters`` and write messages as it did:
+    at Out, 3 received (2 completed, 1 in error) from In, and 1 retry."""
+    store.migrate("0002_target_status_index")
+    now = datetime.now(UTC)
+    rows = [
+        {"message_id": str(uuid4()), "session_id": str(uuid4()), "source": "In", "target": "Out",
+         "priority": 5, "status": status, "created_at": now, "updated_at": now,
+         "possible_duplicate": False, "attempts": 1}
+        for status in ("completed", "completed", "error")
+    ]  # fmt: skip
+    retry = {"message_id": rows[0]["message_id"], "at": now, "event": "retried", "item": "Out"}
+    with store.engine.begin() as conn:
+        conn.execute(MESSAGES.insert(), rows)
+        conn.execute(EVENTS.insert(), [retry])
+
+
+def test_upgrade_starts_the_counters_from_the_stored_messages(store_at: MessageStore) -> None:
+    # Given a store written before there were counters
+    store_before_counters(store_at)
+    # When it is upgraded
+    store_at.migrate()
+    # Then status shows the same figures as before the upgrade
+    counters = store_at.counters(["Out", "In"])
+    assert counters["Out"] == ItemCounters(received=3, completed=2, failed=1, retried=1)
+    assert counters["In"] == ItemCounters(sent=3)
 
 
 def test_in_memory_database_works_for_single_threaded_tools() -> None:
@@ -130,12 +168,6 @@ def test_forked_child_builds_its_own_engine(store: MessageStore) -> None:
     out.join_thread()
     assert store.engine is parent_engine
     assert store.load(env.message_id) == env
-
-
-def test_after_fork_in_the_same_process_keeps_the_engine(store: MessageStore) -> None:
-    engine = store.engine
-    store.after_fork()
-    assert store.engine is engine
 
 
 def test_unreachable_database_raises_store_error(tmp_path: Path) -> None:

@@ -1,0 +1,106 @@
+"""The database under a ``MessageStore``: this process's engine, its schema, short transactions.
+
+Process model: the engine is created lazily in each process (see ``EngineHolder``), so a forked
+Celery child never reuses its parent's connections; ``dispose()`` closes them at shutdown.
+Every transaction is short (SQLite has one writer at a time) and every database error leaves
+as a ``StoreError`` naming what was being done.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from hie.errors import StoreError
+from hie.store.engine import READ_ONLY, EngineHolder, parse_url
+from hie.store.writes import HotWrites
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Alembic keeps its running migration context in a module global: one migration per process at
+# a time. Between processes, a PostgreSQL advisory lock or SQLite's write lock serialises them.
+_MIGRATE_LOCK = threading.Lock()
+
+
+def describe(exc: SQLAlchemyError) -> str:
+    """The database's own complaint, without the statement and its parameters."""
+    # DBAPIError's own text repeats the SQL and its parameters (a 5 MB body, say); keep the cause.
+    return str(exc.orig) if isinstance(exc, DBAPIError) else str(exc)
+
+
+class Database:
+    """Connections and schema of one store; see ``MessageStore`` for the arguments."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        busy_timeout_ms: int = 30_000,
+        durable: bool = False,
+        echo: bool = False,
+    ) -> None:
+        self.url = parse_url(url)
+        self._engines = EngineHolder(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            busy_timeout_ms=busy_timeout_ms,
+            durable=durable,
+            echo=echo,
+        )
+        self._hot = HotWrites(self.url.get_backend_name())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine (created on first use after start or fork)."""
+        return self._engines.get()
+
+    def dispose(self) -> None:
+        """Close this process's connections; call from ``worker_process_shutdown``."""
+        self._engines.dispose()
+
+    def ping(self) -> None:
+        """Raise ``StoreError`` unless the database answers (a health check)."""
+        with self._read("reach the database") as conn:
+            conn.execute(text("SELECT 1"))
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to ``revision`` (default: the newest). Safe to run every start."""
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        # No sqlalchemy.url: env.py uses our connection (and configparser would choke on the
+        # "%" of an escaped password or query string).
+        what = f"migrate the message store {self!r}"
+        with self._wrap_errors(what), _MIGRATE_LOCK, self.engine.connect() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            conn.commit()
+
+    @contextmanager
+    def _wrap_errors(self, what: str) -> Iterator[None]:
+        """Database errors inside leave as ``StoreError``: "cannot <what>: <the cause>"."""
+        try:
+            yield
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what}: {describe(exc)}") from exc
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Connection]:
+        with self._wrap_errors(what), self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Connection]:
+        with self._wrap_errors(what), self.engine.connect() as conn:
+            yield conn.execution_options(**{READ_ONLY: True})
