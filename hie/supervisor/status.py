@@ -15,8 +15,6 @@ if TYPE_CHECKING:
     from hie.store import MessageStore
 
 
-
-
 @dataclass
 class ItemCounts:
     """What the store's counters say about one item (they never go down) and its last error."""
