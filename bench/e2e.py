@@ -45,7 +45,7 @@ import redis
 import yaml
 
 VAR = parts.ROOT / "var" / "bench"
-HIE = [parts.PYTHON, "-m", "hie.cli"]
+HIE = parts.HIE
 
 
 @dataclass
@@ -179,13 +179,7 @@ class Bench:
         )
         parts.wait_port(self.ports["hie_sink"])
         self.path = self.write_production(self.name, self.ports["hie"], self.ports["hie_sink"], 2)
-        subprocess.run(
-            [*HIE, "start", str(self.path), "--detach", "--quiet"],
-            env=self.env,
-            cwd=self.tmp,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        parts.start_production(self.path, self.env)
         parts.wait_port(self.ports["hie"])
         manager = int((self.tmp / "home" / "run" / self.name / "manager.pid").read_text())
         roots: dict[str, list[int]] = {"gateway": [], "router": [], "operation": []}
@@ -330,14 +324,7 @@ class Bench:
     def close(self) -> None:
         """Stop everything started here; delete this run's Redis keys and databases."""
         if self.path.exists() and "HIE" in self.groups:
-            subprocess.run(
-                [*HIE, "stop", str(self.path), "--drain-timeout", "5"],
-                env=self.env,
-                cwd=self.tmp,
-                check=False,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            parts.stop_production(self.path, self.env, drain_timeout=5)
         parts.stop(self.procs)
         self._delete_keys()
         if self.args.database_url:

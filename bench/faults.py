@@ -34,7 +34,7 @@ from typing import Any
 import parts
 import redis
 
-HIE = [parts.PYTHON, "-m", "hie.cli"]
+HIE = parts.HIE
 
 
 @dataclass
@@ -109,13 +109,7 @@ class Rig:
     def start(self) -> None:
         """Sink, production (manager, detached) and sweeper."""
         self.start_sink()
-        subprocess.run(
-            [*HIE, "start", str(self.path), "--detach", "--quiet"],
-            env=self.env,
-            cwd=self.tmp,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        parts.start_production(self.path, self.env)
         parts.wait_port(self.port)
         sweeper = [
             *HIE,
@@ -170,15 +164,7 @@ class Rig:
         """Stop everything and remove the private broker and the temporary folder."""
         from hie.broker import stop_embedded_redis
 
-        subprocess.run(
-            [*HIE, "stop", str(self.path), "--drain-timeout", "2"],
-            env=self.env,
-            cwd=self.tmp,
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=120,
-        )
+        parts.stop_production(self.path, self.env, drain_timeout=2, timeout=120)
         for proc in [*self.others, *([self.sink] if self.sink else [])]:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -33,6 +33,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+HIE = [PYTHON, "-m", "hie.cli"]
 SB, EB = b"\x0b", b"\x1c\r"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -479,6 +480,32 @@ def stop(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 20.0) -> Non
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def start_production(path: Path, env: dict[str, str]) -> None:
+    """``hie start --detach``: the production in ``path`` under its manager, run from its folder."""
+    subprocess.run(
+        [*HIE, "start", str(path), "--detach", "--quiet"],
+        env=env,
+        cwd=path.parent,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def stop_production(
+    path: Path, env: dict[str, str], drain_timeout: float, timeout: float | None = None
+) -> None:
+    """``hie stop``, best effort (tear-down goes on whatever it says)."""
+    subprocess.run(
+        [*HIE, "stop", str(path), "--drain-timeout", str(drain_timeout)],
+        env=env,
+        cwd=path.parent,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 def write_production(
