@@ -45,7 +45,7 @@ import redis
 import yaml
 
 VAR = parts.ROOT / "var" / "bench"
-HIE = [parts.PYTHON, "-m", "hie.cli"]
+HIE = parts.HIE
 
 
 @dataclass
@@ -117,10 +117,20 @@ class Bench:
         url = self.args.database_url
         if not url:
             return f"sqlite:///{self.tmp / 'hie.db'}", f"sqlite:///{self.tmp / 'b2.db'}"
-        import psycopg2
         from sqlalchemy.engine import make_url
 
         base = make_url(url)
+        self._pg_admin = base
+        self._on_both_databases("CREATE DATABASE {db}")
+        hie = base.set(database=f"hie_{self.tag}").render_as_string(hide_password=False)
+        b2 = base.set(database=f"b2_{self.tag}").render_as_string(hide_password=False)
+        return hie, b2
+
+    def _on_both_databases(self, statement: str) -> None:
+        """Run ``statement`` on this run's two databases (``{db}``) via ``--database-url``."""
+        import psycopg2
+
+        base = self._pg_admin
         conn = psycopg2.connect(
             host=base.host,
             port=base.port or 5432,
@@ -128,15 +138,11 @@ class Bench:
             password=base.password,
             dbname=base.database,
         )
-        conn.autocommit = True
+        conn.autocommit = True  # CREATE / DROP DATABASE cannot run inside a transaction
         with conn.cursor() as cur:
             for db in (f"hie_{self.tag}", f"b2_{self.tag}"):
-                cur.execute(f"CREATE DATABASE {db}")
+                cur.execute(statement.format(db=db))
         conn.close()
-        self._pg_admin = base
-        hie = base.set(database=f"hie_{self.tag}").render_as_string(hide_password=False)
-        b2 = base.set(database=f"b2_{self.tag}").render_as_string(hide_password=False)
-        return hie, b2
 
     def spawn(self, argv: list[str], log: str, **env: str) -> subprocess.Popen[bytes]:
         """Start a process this bench owns."""
@@ -146,47 +152,16 @@ class Bench:
 
     def write_production(self, name: str, port: int, sink: int, router_size: int) -> Path:
         """In (HL7TCPService) -> Router (HL7RoutingEngine, one rule) -> Out (HL7TCPOperation)."""
-        rules = self.tmp / "rules.yaml"
-        rule = {"condition": 'HL7.{MSH:9.1}!="ACK"', "actions": [{"type": "send", "target": "Out"}]}
-        rules.write_text(
-            yaml.safe_dump(
-                {
-                    "kind": "rules",
-                    "name": "Bench.Router",
-                    "rule_sets": [{"rules": [{"name": "all", "when": [rule]}]}],
-                }
-            )
+        return parts.write_production(
+            self.tmp / f"{name}.yaml",
+            name,
+            router="Bench.Router",
+            port=port,
+            router_size=router_size,
+            operation={"host": "127.0.0.1", "port": sink, "retry_interval": 1},
+            queue_limit=self.args.queue_limit or None,
+            gateway_processes=self.args.gateway_processes,
         )
-        limit = {"max_queue_depth": self.args.queue_limit} if self.args.queue_limit else {}
-        items = [
-            {
-                "name": "In",
-                "class": "HL7TCPService",
-                "targets": ["Router"],
-                "settings": {"port": port, "ack_mode": "immediate"}
-                | ({"processes": n} if (n := self.args.gateway_processes) > 1 else {}),
-            },
-            {
-                "name": "Router",
-                "class": "HL7RoutingEngine",
-                "pool": "prefork",
-                "pool_size": router_size,
-                "targets": ["Out"],
-                "settings": {"rules": str(rules)},
-                **limit,
-            },
-            {
-                "name": "Out",
-                "class": "HL7TCPOperation",
-                "pool": "prefork",
-                "pool_size": 2,
-                "settings": {"host": "127.0.0.1", "port": sink, "retry_interval": 1},
-                **limit,
-            },
-        ]
-        path = self.tmp / f"{name}.yaml"
-        path.write_text(yaml.safe_dump({"name": name, "items": items}))
-        return path
 
     def start_hie(self) -> None:
         """The sink, then the production under its manager (``hie start --detach``)."""
@@ -204,13 +179,7 @@ class Bench:
         )
         parts.wait_port(self.ports["hie_sink"])
         self.path = self.write_production(self.name, self.ports["hie"], self.ports["hie_sink"], 2)
-        subprocess.run(
-            [*HIE, "start", str(self.path), "--detach", "--quiet"],
-            env=self.env,
-            cwd=self.tmp,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        parts.start_production(self.path, self.env)
         parts.wait_port(self.ports["hie"])
         manager = int((self.tmp / "home" / "run" / self.name / "manager.pid").read_text())
         roots: dict[str, list[int]] = {"gateway": [], "router": [], "operation": []}
@@ -355,39 +324,11 @@ class Bench:
     def close(self) -> None:
         """Stop everything started here; delete this run's Redis keys and databases."""
         if self.path.exists() and "HIE" in self.groups:
-            subprocess.run(
-                [*HIE, "stop", str(self.path), "--drain-timeout", "5"],
-                env=self.env,
-                cwd=self.tmp,
-                check=False,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            parts.stop_production(self.path, self.env, drain_timeout=5)
+        parts.stop(self.procs)
         self._delete_keys()
         if self.args.database_url:
-            import psycopg2
-
-            base = self._pg_admin
-            conn = psycopg2.connect(
-                host=base.host,
-                port=base.port or 5432,
-                user=base.username,
-                password=base.password,
-                dbname=base.database,
-            )
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                for db in (f"hie_{self.tag}", f"b2_{self.tag}"):
-                    cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-            conn.close()
+            self._on_both_databases("DROP DATABASE IF EXISTS {db} WITH (FORCE)")
         if not self.args.keep:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

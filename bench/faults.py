@@ -33,9 +33,8 @@ from typing import Any
 
 import parts
 import redis
-import yaml
 
-HIE = [parts.PYTHON, "-m", "hie.cli"]
+HIE = parts.HIE
 
 
 @dataclass
@@ -89,18 +88,6 @@ class Rig:
         self.path = self._write()
 
     def _write(self) -> Path:
-        rules = self.tmp / "rules.yaml"
-        rule = {"condition": 'HL7.{MSH:9.1}!="ACK"', "actions": [{"type": "send", "target": "Out"}]}
-        rules.write_text(
-            yaml.safe_dump(
-                {
-                    "kind": "rules",
-                    "name": "Drill.Router",
-                    "rule_sets": [{"rules": [{"name": "all", "when": [rule]}]}],
-                }
-            )
-        )
-        limit = self.args.queue_limit
         op = {
             "host": "127.0.0.1",
             "port": self.sink_port,
@@ -109,45 +96,20 @@ class Rig:
             "connect_timeout": 1,
             "response_timeout": 5,
         }
-        items = [
-            {
-                "name": "In",
-                "class": "HL7TCPService",
-                "targets": ["Router"],
-                "settings": {"port": self.port, "ack_mode": "immediate"},
-            },
-            {
-                "name": "Router",
-                "class": "HL7RoutingEngine",
-                "pool": "prefork",
-                "pool_size": 2,
-                "targets": ["Out"],
-                "settings": {"rules": str(rules)},
-                "max_queue_depth": limit,
-            },
-            {
-                "name": "Out",
-                "class": "HL7TCPOperation",
-                "pool": "prefork",
-                "pool_size": 2,
-                "settings": op,
-                "max_queue_depth": limit,
-            },
-        ]
-        path = self.tmp / "production.yaml"
-        path.write_text(yaml.safe_dump({"name": self.name, "items": items}))
-        return path
+        return parts.write_production(
+            self.tmp / "production.yaml",
+            self.name,
+            router="Drill.Router",
+            port=self.port,
+            router_size=2,
+            operation=op,
+            queue_limit=self.args.queue_limit,
+        )
 
     def start(self) -> None:
         """Sink, production (manager, detached) and sweeper."""
         self.start_sink()
-        subprocess.run(
-            [*HIE, "start", str(self.path), "--detach", "--quiet"],
-            env=self.env,
-            cwd=self.tmp,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        parts.start_production(self.path, self.env)
         parts.wait_port(self.port)
         sweeper = [
             *HIE,
@@ -202,15 +164,7 @@ class Rig:
         """Stop everything and remove the private broker and the temporary folder."""
         from hie.broker import stop_embedded_redis
 
-        subprocess.run(
-            [*HIE, "stop", str(self.path), "--drain-timeout", "2"],
-            env=self.env,
-            cwd=self.tmp,
-            check=False,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=120,
-        )
+        parts.stop_production(self.path, self.env, drain_timeout=2, timeout=120)
         for proc in [*self.others, *([self.sink] if self.sink else [])]:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -1,4 +1,4 @@
-"""Parts shared by ``bench/e2e.py`` and ``bench/faults.py``: messages, peers, load, /proc figures.
+"""Parts shared by the bench scripts: messages, peers, load, productions, processes, /proc figures.
 
 Each part that runs as its own OS process (so its CPU and memory are measured apart) is a role
 of this file::
@@ -33,6 +33,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+HIE = [PYTHON, "-m", "hie.cli"]
 SB, EB = b"\x0b", b"\x1c\r"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -466,6 +467,103 @@ def spawn(argv: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[b
         return subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
         )
+
+
+def stop(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    """SIGTERM every process group still running, then SIGKILL those not gone after ``timeout``."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def start_production(path: Path, env: dict[str, str]) -> None:
+    """``hie start --detach``: the production in ``path`` under its manager, run from its folder."""
+    subprocess.run(
+        [*HIE, "start", str(path), "--detach", "--quiet"],
+        env=env,
+        cwd=path.parent,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def stop_production(
+    path: Path, env: dict[str, str], drain_timeout: float, timeout: float | None = None
+) -> None:
+    """``hie stop``, best effort (tear-down goes on whatever it says)."""
+    subprocess.run(
+        [*HIE, "stop", str(path), "--drain-timeout", str(drain_timeout)],
+        env=env,
+        cwd=path.parent,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+
+
+def write_production(
+    path: Path,
+    name: str,
+    *,
+    router: str,
+    port: int,
+    router_size: int,
+    operation: dict[str, Any],
+    queue_limit: int | None,
+    gateway_processes: int = 1,
+) -> Path:
+    """In (HL7TCPService) -> Router (HL7RoutingEngine, one rule) -> Out (HL7TCPOperation).
+
+    The rules go to ``rules.yaml`` next to ``path``; ``router`` names the rule definition and
+    ``operation`` is Out's settings. Router and Out get ``max_queue_depth`` unless
+    ``queue_limit`` is None.
+    """
+    import yaml
+
+    rules = path.parent / "rules.yaml"
+    rule = {"condition": 'HL7.{MSH:9.1}!="ACK"', "actions": [{"type": "send", "target": "Out"}]}
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "rules",
+                "name": router,
+                "rule_sets": [{"rules": [{"name": "all", "when": [rule]}]}],
+            }
+        )
+    )
+    limit = {} if queue_limit is None else {"max_queue_depth": queue_limit}
+    service: dict[str, Any] = {"port": port, "ack_mode": "immediate"}
+    if gateway_processes > 1:
+        service["processes"] = gateway_processes
+    items = [
+        {"name": "In", "class": "HL7TCPService", "targets": ["Router"], "settings": service},
+        {
+            "name": "Router",
+            "class": "HL7RoutingEngine",
+            "pool": "prefork",
+            "pool_size": router_size,
+            "targets": ["Out"],
+            "settings": {"rules": str(rules)},
+            **limit,
+        },
+        {
+            "name": "Out",
+            "class": "HL7TCPOperation",
+            "pool": "prefork",
+            "pool_size": 2,
+            "settings": operation,
+            **limit,
+        },
+    ]
+    path.write_text(yaml.safe_dump({"name": name, "items": items}))
+    return path
 
 
 def role(name: str, *args: str) -> list[str]:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from hie.broker import answers, ensure_broker
 from hie.settings import Settings
@@ -15,6 +19,7 @@ from tests.integration.harness import Harness
 
 REDIS_URL = os.environ.get("HIE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("HIE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
 @pytest.fixture(scope="session")
@@ -78,36 +83,45 @@ def store_harness(
         yield h
         h.cleanup()
         return
-    import secrets
+    pg_url = request.getfixturevalue("pg_url")
+    h = Harness(redis_settings.model_copy(update={"database_url": pg_url}), tmp_path)
+    yield h
+    h.cleanup()
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
 
-    url = os.environ.get(
-        "HIE_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-    )
-    admin = create_engine(url, connect_args={"connect_timeout": 5}, isolation_level="AUTOCOMMIT")
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[Engine]:
+    """An engine on the PostgreSQL test database itself, or a skip (a failure in CI)."""
+    url = os.environ.get("HIE_TEST_POSTGRES_URL", POSTGRES_URL)
+    engine = create_engine(url, connect_args={"connect_timeout": 5}, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
+        with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
-        admin.dispose()
-        skip_or_fail(f"PostgreSQL does not answer at {url}: {exc.orig}")
-    schema = f"hie_it_{secrets.token_hex(6)}"
-    with admin.connect() as conn:
+        engine.dispose()
+        skip_or_fail(
+            f"PostgreSQL at {make_url(url).render_as_string()} does not answer: {exc.orig}"
+        )
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_admin: Engine) -> Iterator[str]:
+    """A URL whose connections see only a fresh schema, dropped after the test.
+
+    The schema (``hie_test_<random>``, selected with ``search_path``) keeps concurrent test runs
+    on the shared database from seeing each other's rows.
+    """
+    schema = f"hie_test_{secrets.token_hex(6)}"
+    with pg_admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
-    settings = redis_settings.model_copy(
-        update={"database_url": scoped.render_as_string(hide_password=False)}
-    )
-    h = Harness(settings, tmp_path)
+    url = pg_admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
     try:
-        yield h
+        yield url.render_as_string(hide_password=False)
     finally:
-        h.cleanup()
-        with admin.connect() as conn:
+        with pg_admin.connect() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture

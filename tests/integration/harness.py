@@ -99,16 +99,7 @@ class Harness:
         assert self.path is not None
         run_dir = RunDir.of(self.settings, self.name).item(item)
         before = set(run_dir.glob("worker.*.ready")) if run_dir.exists() else set()
-        log = (self.tmp / f"{item}.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hie.cli", "worker", str(self.path), item, *extra],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env(),
-            cwd=self.tmp,
-        )
-        log.close()
-        self.workers.append(proc)
+        proc = self._spawn_cli(["worker", str(self.path), item, *extra], log=item)
         if wait:
 
             def ready() -> bool:
@@ -128,16 +119,7 @@ class Harness:
     def start_gateway(self, port: int, timeout: float = 60.0) -> subprocess.Popen[bytes]:
         """Start ``hie gateway FILE`` as an OS process; wait until ``port`` accepts connections."""
         assert self.path is not None
-        log = (self.tmp / "gateway.log").open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hie.cli", "gateway", str(self.path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=self.env(),
-            cwd=self.tmp,
-        )
-        log.close()
-        self.workers.append(proc)
+        proc = self._spawn_cli(["gateway", str(self.path)], log="gateway")
 
         def listening() -> bool:
             if proc.poll() is not None:
@@ -145,6 +127,19 @@ class Harness:
             return answers(f"redis://127.0.0.1:{port}", timeout=0.2)
 
         wait_for(listening, timeout, "the gateway to listen")
+        return proc
+
+    def _spawn_cli(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
+        """Start ``hie ARGS`` with output to ``log``.log; stopped by ``stop_workers``."""
+        with (self.tmp / f"{log}.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hie.cli", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.env(),
+                cwd=self.tmp,
+            )
+        self.workers.append(proc)
         return proc
 
     def log(self, item: str) -> str:

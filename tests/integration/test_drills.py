@@ -151,6 +151,18 @@ def report(name: str, sender: Sender, got: Counter[str], h: Harness, started: fl
         print(f"[{name}] duplicates at the peer: {dups}")
 
 
+def wait_for_every_acked(
+    name: str, sender: Sender, peer: MLLPPeer, h: Harness, started: float
+) -> Counter[str]:
+    """Wait for the sender, then for every message it got ACKed at the peer; report the drill."""
+    sender.join()
+    acked = set(sender.acked)
+    wait_for(lambda: acked <= set(delivered(peer)), 150, "every ACKed message at the peer")
+    got = delivered(peer)
+    report(name, sender, got, h, started)
+    return got
+
+
 def count_events(h: Harness, event: str) -> int:
     from sqlalchemy import text
 
@@ -201,12 +213,9 @@ def test_kill_drill_operation_workers_killed_twice_nothing_acked_is_lost(
             kill_tree(out.pid)
             out.wait()
             store_harness.start_worker("Out")
-        sender.join()
         # Then every ACKed message reaches the peer (the sweeper brings back what died unacked)
+        got = wait_for_every_acked("kill -9", sender, peer, store_harness, started)
         acked = set(sender.acked)
-        wait_for(lambda: acked <= set(delivered(peer)), 150, "every ACKed message at the peer")
-        got = delivered(peer)
-        report("kill -9", sender, got, store_harness, started)
         assert len(acked) == 1000 and not acked - set(got)
         explain_duplicates(store_harness, got)
 
@@ -240,12 +249,9 @@ def test_broker_loss_drill_flushall_mid_run_every_message_delivered(
             # When the broker loses everything once, mid-run
             wait_for(lambda: len(sender.acked) >= 400, 120, "400 ACKs")
             redis.Redis.from_url(private_redis.broker_url).flushall()
-            sender.join()
             # Then the sweeper re-publishes what was stored but lost, and all 1,000 arrive
+            got = wait_for_every_acked("broker flush", sender, peer, h, started)
             acked = set(sender.acked)
-            wait_for(lambda: acked <= set(delivered(peer)), 150, "every ACKed message")
-            got = delivered(peer)
-            report("broker flush", sender, got, h, started)
             assert len(acked) == 1000 and not acked - set(got)
     finally:
         h.cleanup()

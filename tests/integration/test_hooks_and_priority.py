@@ -13,14 +13,14 @@ pytestmark = pytest.mark.integration
 HOOKS = ["tests.hosts:RecordingHook", "tests.hosts:RecordingHookB"]
 
 
-def _hooked(h: Harness) -> None:
+def _hooked(h: Harness, failure_timeout: float = 0) -> None:
     h.write(
         [
             {
                 "name": "Op",
                 "class": "tests.hosts:HookedOperation",
                 "pool": "solo",
-                "settings": {"failure_timeout": 0},
+                "settings": {"failure_timeout": failure_timeout},
             }
         ],
         hooks=HOOKS,
@@ -62,18 +62,7 @@ def test_skip_message_from_a_hook_skips_the_host_and_is_stored_skipped(harness: 
 
 
 def test_retry_from_the_host_runs_it_again(harness: Harness) -> None:
-    harness.write(
-        [
-            {
-                "name": "Op",
-                "class": "tests.hosts:HookedOperation",
-                "pool": "solo",
-                "settings": {"failure_timeout": 30},
-            }
-        ],
-        hooks=HOOKS,
-    )
-    harness.start_worker("Op")
+    _hooked(harness, failure_timeout=30)  # a retry needs time left before the message fails
     envelope = harness.send("Op", Work(label="retry-once"))
     wait_for(
         lambda: harness.store.header(envelope.message_id).status == Status.COMPLETED, 20, "done"

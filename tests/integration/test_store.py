@@ -29,7 +29,6 @@ from hie.store import (
     Status,
 )
 from hie.store.models import BODIES, DELIVERIES, EVENTS, MESSAGES
-from tests.integration.test_store_postgres import pg_admin, pg_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 

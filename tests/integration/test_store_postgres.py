@@ -1,64 +1,24 @@
-"""Message store behaviour specific to PostgreSQL, and the fixture other store tests share.
+"""Message store behaviour specific to PostgreSQL.
 
-Each test gets its own schema (``hie_test_<random>``, selected with ``search_path``) in the shared
-database, dropped afterwards, so concurrent test runs never see each other's rows. Without a
-reachable server the tests skip, unless ``HIE_REQUIRE_SERVICES=1`` (CI), where they fail.
+Each test gets its own schema from the ``pg_url`` fixture (``tests/integration/conftest.py``).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
 
 from hie.store import ItemCounters, MessageStore
 from hie.store.models import Base
 from tests.unit.test_store_sqlite import store_before_counters
 
 pytestmark = pytest.mark.integration
-
-DEFAULT_POSTGRES_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[Engine]:
-    """An engine on the test database itself, or a skip (a failure in CI) if none answers."""
-    url = os.environ.get("HIE_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
-    engine = create_engine(url, connect_args={"connect_timeout": 5}, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        engine.dispose()
-        reason = f"PostgreSQL at {make_url(url).render_as_string()} does not answer: {exc.orig}"
-        if os.environ.get("HIE_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def pg_url(pg_admin: Engine) -> Iterator[str]:
-    """A URL whose connections see only a fresh schema, dropped after the test."""
-    schema = f"hie_test_{secrets.token_hex(6)}"
-    with pg_admin.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = pg_admin.url.update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with pg_admin.connect() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
 def test_migrations_from_two_processes_at_once_both_succeed(pg_url: str) -> None:

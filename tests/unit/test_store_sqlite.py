@@ -32,14 +32,6 @@ ADT = (
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[MessageStore]:
-    s = MessageStore(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'hie.db'}")
-    s.migrate()
-    yield s
-    s.dispose()
-
-
-@pytest.fixture
 def store_at(tmp_path: Path) -> Iterator[MessageStore]:
     """A store on a new SQLite file, not migrated yet."""
     s = MessageStore(f"sqlite:///{tmp_path / 'hie.db'}")

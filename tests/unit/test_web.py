@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,14 +47,6 @@ class Recorder:
     def send(self, envelope: Envelope) -> None:
         self.store.save(envelope, status="queued", item=envelope.target, event="queued")
         self.sent.append(envelope)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[MessageStore]:
-    s = MessageStore(f"sqlite:///{tmp_path / 'hie.db'}")
-    s.migrate()
-    yield s
-    s.dispose()
 
 
 @pytest.fixture
