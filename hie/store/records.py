@@ -46,27 +46,10 @@ class MessageHeader:
     def from_row(cls, row: Any) -> MessageHeader:
         """Build from a result row of ``messages`` columns (extra columns are ignored)."""
         m = row._mapping
-        return cls(
-            message_id=m["message_id"],
-            session_id=m["session_id"],
-            correlation_id=m["correlation_id"],
-            parent_id=m["parent_id"],
-            source=m["source"],
-            target=m["target"],
-            msg_type=m["msg_type"],
-            control_id=m["control_id"],
-            priority=m["priority"],
-            status=Status(m["status"]),
-            created_at=m["created_at"],
-            updated_at=m["updated_at"],
-            error=m["error"],
-            body_id=m["body_id"],
-            ack_code=m["ack_code"],
-            ack_text=m["ack_text"],
-            key=m["key"],
-            possible_duplicate=bool(m["possible_duplicate"]),
-            attempts=m["attempts"],
-        )
+        values = {name: m[name] for name in cls.__slots__}
+        values["status"] = Status(values["status"])
+        values["possible_duplicate"] = bool(values["possible_duplicate"])
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
