@@ -41,6 +41,15 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 _REMEMBER = 200_000
 
 
+def _latency_histogram(
+    name: str, documentation: str, registry: CollectorRegistry | None
+) -> Histogram:
+    """A histogram of seconds per production and item, in the buckets all HIE latencies use."""
+    return Histogram(
+        name, documentation, ["production", "item"], buckets=LATENCY_BUCKETS, registry=registry
+    )
+
+
 class ProductionCollector(Collector):
     """Counters and gauges of one production, computed when Prometheus scrapes."""
 
@@ -58,12 +67,10 @@ class ProductionCollector(Collector):
         self._watermark: datetime | None = None
         self._seen: set[str] = set()
         self._order: deque[str] = deque()
-        self.end_to_end = Histogram(
+        self.end_to_end = _latency_histogram(
             "hie_end_to_end_seconds",
             "Seconds from a session's first message stored to its completion at an operation.",
-            ["production", "item"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry,
         )
 
     def collect(self) -> Iterator[Metric]:
@@ -135,12 +142,10 @@ class AckLatency:
 
     def __init__(self, registry: CollectorRegistry, production: str) -> None:
         self.production = production
-        self.histogram = Histogram(
+        self.histogram = _latency_histogram(
             "hie_ack_seconds",
             "Seconds from a message's last byte received to its ACK written (gateway).",
-            ["production", "item"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry,
         )
         self._taken: dict[str, int] = {}
 

@@ -23,6 +23,13 @@ Pool = Literal["prefork", "threads", "solo"]
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
+def _checked_name(what: str, value: str) -> str:
+    """``value`` if it is a valid ``what`` (item or production) name; ``ValueError`` otherwise."""
+    if not _NAME.match(value):
+        raise ValueError(f"{what} name {value!r} may only contain letters, digits, '_', '.', '-'")
+    return value
+
+
 class Item(BaseModel):
     """One item of a production: a host class, its targets, its workers and its settings."""
 
@@ -54,9 +61,7 @@ class Item(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(f"item name {value!r} may only contain letters, digits, '_', '.', '-'")
-        return value
+        return _checked_name("item", value)
 
 
 class Production(BaseModel):
@@ -74,11 +79,7 @@ class Production(BaseModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                f"production name {value!r} may only contain letters, digits, '_', '.', '-'"
-            )
-        return value
+        return _checked_name("production", value)
 
     def item(self, name: str) -> Item:
         """The item called ``name``; ``ConfigError`` naming the known items otherwise."""

@@ -22,8 +22,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from hie.errors import ConfigError
 from hie.hl7 import HL7Message
+from hie.rules.document import validate_document
 from hie.rules.expressions import Context, Expression, compile_expression
 
 __all__ = [
@@ -314,13 +314,13 @@ def _constraints_match(c: Constraints, ctx: Context) -> bool:
 
 def rules_from_data(data: Any, *, source: str) -> RuleDefinition:
     """Validate HIE rules data (from YAML/JSON or an inline dict) and compile it."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: rules must be a mapping with rule_sets")
-    data = {k: v for k, v in data.items() if k != "kind"}
-    try:
-        rules = RuleDefinition.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: rules are not valid: {exc}") from exc
+    rules = validate_document(
+        RuleDefinition,
+        data,
+        source=source,
+        not_mapping="rules must be a mapping with rule_sets",
+        invalid="rules are not valid",
+    )
     rules.source_file = source
     return rules.compile()
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from hie.errors import ConfigError
 from hie.hl7 import HL7Message
 from hie.rules.access import segment_lines
+from hie.rules.document import validate_document
 from hie.rules.expressions import Context, Expression, compile_expression
 from hie.rules.functions import to_str
 from hie.rules.paths import ALL, VirtualPath, hl7_version, numeric_paths, parse_virtual_path
@@ -273,13 +274,13 @@ def transform_from_data(
     registry: TransformRegistry | None = None,
 ) -> Transform:
     """Validate transform data (HIE YAML/JSON, or read from IRIS DTL) and compile it."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: a transform must be a mapping")
-    data = {k: v for k, v in data.items() if k != "kind"}
-    try:
-        transform = Transform.model_validate(data)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: transform is not valid: {exc}") from exc
+    transform = validate_document(
+        Transform,
+        data,
+        source=source,
+        not_mapping="a transform must be a mapping",
+        invalid="transform is not valid",
+    )
     transform.source_file = source
     transform.registry = registry
     return transform.compile(allow_partial=allow_partial)

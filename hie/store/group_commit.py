@@ -32,12 +32,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from hie.errors import StoreError
 from hie.messages import Envelope
-from hie.store.models import Status
-from hie.store.records import AckRecord, SaveRequest
+from hie.store.records import AckRecord, SaveOptions, SaveRequest
 from hie.store.store import MessageStore
 
 log = logging.getLogger(__name__)
@@ -91,17 +90,7 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._run, name="hie-group-commit", daemon=True)
         self._thread.start()
 
-    def submit(
-        self,
-        envelope: Envelope,
-        *,
-        status: Status | str = Status.QUEUED,
-        msg_type: str | None = None,
-        control_id: str | None = None,
-        raw_body: str | bytes | None = None,
-        event: str | None = "stored",
-        item: str | None = None,
-    ) -> Future[None]:
+    def submit(self, envelope: Envelope, **options: Unpack[SaveOptions]) -> Future[None]:
         """Queue a save (same arguments as ``MessageStore.save``).
 
         Returns a future resolved once the message is committed, or failed with ``StoreError``.
@@ -109,7 +98,7 @@ class GroupCommitter:
         Raises:
             StoreError: the committer is closed.
         """
-        request = SaveRequest(envelope, status, msg_type, control_id, raw_body, event, item)
+        request = SaveRequest(envelope, **options)
         return self.submit_many([request])
 
     def submit_many(self, requests: Sequence[SaveRequest]) -> Future[None]:
@@ -123,19 +112,9 @@ class GroupCommitter:
             self._queue.put(_Pending(tuple(requests), future))
         return future
 
-    async def submit_async(
-        self,
-        envelope: Envelope,
-        *,
-        status: Status | str = Status.QUEUED,
-        msg_type: str | None = None,
-        control_id: str | None = None,
-        raw_body: str | bytes | None = None,
-        event: str | None = "stored",
-        item: str | None = None,
-    ) -> None:
+    async def submit_async(self, envelope: Envelope, **options: Unpack[SaveOptions]) -> None:
         """``submit`` for asyncio: returns once committed, without blocking the event loop."""
-        request = SaveRequest(envelope, status, msg_type, control_id, raw_body, event, item)
+        request = SaveRequest(envelope, **options)
         await asyncio.wrap_future(self.submit_many([request]))
 
     async def submit_many_async(self, requests: Sequence[SaveRequest]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 from uuid import UUID
 
 from sqlalchemy import Connection, select, update
@@ -19,7 +19,7 @@ from hie.messages import Envelope
 from hie.store import writes
 from hie.store.database import Database
 from hie.store.models import MESSAGES, Status
-from hie.store.records import AckRecord, Claim, HopRecord, NewEvent, SaveRequest
+from hie.store.records import AckRecord, Claim, HopRecord, NewEvent, SaveOptions, SaveRequest
 from hie.store.writes import Tally, prepare, status_counter
 
 #: The event written by ``set_status`` when the caller names none.
@@ -47,23 +47,13 @@ class Recording(Database):
 
     # -- saving ----------------------------------------------------------------------------------
 
-    def save(
-        self,
-        envelope: Envelope,
-        *,
-        status: Status | str = Status.QUEUED,
-        msg_type: str | None = None,
-        control_id: str | None = None,
-        raw_body: str | bytes | None = None,
-        event: str | None = "stored",
-        item: str | None = None,
-    ) -> None:
+    def save(self, envelope: Envelope, **options: Unpack[SaveOptions]) -> None:
         """Store a new message and its body, and write ``event`` to its trail.
 
         Raises:
             StoreError: the message id is already stored, or the database refused.
         """
-        self.save_many([SaveRequest(envelope, status, msg_type, control_id, raw_body, event, item)])
+        self.save_many([SaveRequest(envelope, **options)])
 
     def save_many(self, requests: Iterable[SaveRequest | Envelope]) -> None:
         """Store many messages in one transaction: all of them, or none (group commit)."""

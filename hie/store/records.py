@@ -3,6 +3,7 @@
 ``MessageHeader``, ``EventRecord``, ``ItemCounters`` and ``Completion`` are read views;
 ``SaveRequest``, ``NewEvent``, ``AckRecord`` and ``HopRecord`` describe a write, so a batch of
 them can be committed in one transaction (``save_many``, ``write_batch``, ``record_hops``).
+``SaveOptions`` are a ``SaveRequest``'s fields as the keyword arguments of a one-message save.
 ``Claim`` is what a worker learns as it takes a batch (``claim``).
 """
 
@@ -12,7 +13,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from hie.messages import Envelope
 from hie.store.models import Status
@@ -46,27 +47,10 @@ class MessageHeader:
     def from_row(cls, row: Any) -> MessageHeader:
         """Build from a result row of ``messages`` columns (extra columns are ignored)."""
         m = row._mapping
-        return cls(
-            message_id=m["message_id"],
-            session_id=m["session_id"],
-            correlation_id=m["correlation_id"],
-            parent_id=m["parent_id"],
-            source=m["source"],
-            target=m["target"],
-            msg_type=m["msg_type"],
-            control_id=m["control_id"],
-            priority=m["priority"],
-            status=Status(m["status"]),
-            created_at=m["created_at"],
-            updated_at=m["updated_at"],
-            error=m["error"],
-            body_id=m["body_id"],
-            ack_code=m["ack_code"],
-            ack_text=m["ack_text"],
-            key=m["key"],
-            possible_duplicate=bool(m["possible_duplicate"]),
-            attempts=m["attempts"],
-        )
+        values = {name: m[name] for name in cls.__slots__}
+        values["status"] = Status(values["status"])
+        values["possible_duplicate"] = bool(values["possible_duplicate"])
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +90,18 @@ class SaveRequest:
     raw_body: str | bytes | None = None
     event: str | None = "stored"
     item: str | None = None
+
+
+class SaveOptions(TypedDict, total=False):
+    """``SaveRequest``'s fields after the envelope, as keyword arguments of one-message saves
+    (``MessageStore.save``, ``GroupCommitter.submit``); what is left out takes its default there."""
+
+    status: Status | str
+    msg_type: str | None
+    control_id: str | None
+    raw_body: str | bytes | None
+    event: str | None
+    item: str | None
 
 
 @dataclass(frozen=True, slots=True)
