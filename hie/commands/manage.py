@@ -149,7 +149,6 @@ class LiveTable:
                 self.store = open_store(self.supervisor.settings)
             rows = full_status(
                 self.supervisor.production,
-                self.supervisor.settings,
                 self.store,
                 self.supervisor.snapshot(),
                 self.supervisor.overrides,
@@ -206,7 +205,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         production = _load(running["file"])
     store = open_store(settings)
     try:
-        rows = full_status(production, settings, store, running, load_state(settings, name))
+        rows = full_status(production, store, running, load_state(settings, name))
     finally:
         store.dispose()
     if args.json:

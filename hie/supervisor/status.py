@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hie.production import Production
-    from hie.settings import Settings
     from hie.store import MessageStore
 
 
@@ -72,7 +71,6 @@ class ItemStatus:
 
 def full_status(
     production: Production,
-    settings: Settings,
     store: MessageStore,
     running: dict[str, Any] | None,
     overrides: dict[str, bool],

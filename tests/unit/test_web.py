@@ -38,7 +38,7 @@ def adt(n: int, *, name: str = "DOE^JANE", mrn: str | None = None) -> str:
 
 
 class Recorder:
-    """Stands in for the dispatcher: stores what it is given as queued, like Tracker.queued."""
+    """Stands in for the dispatcher: stores what it is given as queued, as the outbox does."""
 
     def __init__(self, store: MessageStore) -> None:
         self.store = store
