@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 
 from hie.errors import ConfigError
 from hie.settings import Settings
+from kombu.utils.url import maybe_sanitize_url
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +100,21 @@ def start_embedded_redis(home: Path, host: str, port: int, *, wait: float = 10.0
     )
 
 
+def broker_problem(url: str, timeout: float) -> str | None:
+    """None when the broker at ``url`` answers, else what to say (the URL without password)."""
+    if answers(url, timeout=timeout):
+        return None
+    return f"the broker at {maybe_sanitize_url(url)} does not answer"
+
+
 def ensure_broker(settings: Settings) -> str:
     """Make sure the broker answers; start the embedded Redis when allowed. Returns how."""
     if answers(settings.broker_url):
         return "external"
     if not (settings.uses_default_broker and settings.embedded_broker):
+        shown = maybe_sanitize_url(settings.broker_url)  # never its password
         raise ConfigError(
-            f"the broker at {settings.broker_url} does not answer; start it, or unset "
+            f"the broker at {shown} does not answer; start it, or unset "
             "HIE_BROKER_URL to let HIE start its embedded Redis"
         )
     host, port = address(settings.broker_url)

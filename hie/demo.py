@@ -21,6 +21,7 @@ import yaml
 
 from hie.settings import Settings
 from hie.supervisor.rundir import log_dir
+from kombu.utils.url import maybe_sanitize_url
 
 
 def synthetic_adt(n: int, *, event: str = "A01") -> str:
@@ -137,7 +138,7 @@ def _print_banner(path: Path, settings: Settings, how: str, ports: DemoPorts) ->
     sample = samples / "ADT_A01.txt" if samples.is_dir() else root / "in" / "<file>.hl7"
     lines = [
         f"HIE demo production 'Demo' ({path})",
-        f"  broker:   {settings.broker_url} ({how})",
+        f"  broker:   {maybe_sanitize_url(settings.broker_url)} ({how})",
         f"  send:     python manage.py send --port {ports.mllp} {sample}",
         f"  or drop HL7 files (*.hl7) into {root / 'in'}",
         f"  ADT goes over MLLP to the sink on port {ports.sink}, written to {root / 'sink'}",

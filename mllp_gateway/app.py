@@ -77,7 +77,7 @@ class Gateway:
             self.health.start()
 
     def _health_server(self, port: int) -> HealthServer:
-        from hie.broker import answers
+        from hie.broker import broker_problem
         from hie.metrics import production_registry
 
         registry, before_scrape = production_registry(
@@ -88,8 +88,7 @@ class Gateway:
         )
 
         def broker() -> str | None:
-            ok = answers(self.settings.broker_url, timeout=self.settings.broker_socket_timeout)
-            return None if ok else f"the broker at {self.settings.broker_url} does not answer"
+            return broker_problem(self.settings.broker_url, self.settings.broker_socket_timeout)
 
         def store() -> str | None:
             self.store.ping()

@@ -31,7 +31,14 @@ from typing import TYPE_CHECKING
 
 from hie.adapters.mllp import Frame, MLLPFrameReader, frame
 from hie.errors import HIEError, MLLPFramingError, MLLPTimeoutError, SkipMessage
-from hie.hl7 import HL7Message, build_ack, build_nak_for_unreadable, python_codec, sniff_charset
+from hie.hl7 import (
+    HL7Message,
+    build_ack,
+    build_nak_for_unreadable,
+    python_codec,
+    sniff_charset,
+    unreadable_charset,
+)
 from hie.hosts.hl7_tcp import HL7TCPService, HL7TCPServiceSettings
 from hie.messages import BODY_TEXT, Envelope
 from hie.store import SaveRequest
@@ -80,6 +87,8 @@ class GatewayServer:
         self.stats = GatewayStats()
         self._server: asyncio.Server | None = None
         self._open = 0
+        #: Open connections per client address (``max_connections_per_client``).
+        self._per_client: dict[str, int] = {}
         self._networks = [
             ipaddress.ip_network(n, strict=False) for n in self.settings.allowed_clients
         ]
@@ -136,12 +145,18 @@ class GatewayServer:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
-        if self._open >= self.settings.max_connections or not self._allowed(peer):
+        client = peer[0] if isinstance(peer, tuple) else str(peer)
+        if (
+            self._open >= self.settings.max_connections
+            or self._per_client.get(client, 0) >= self.settings.max_connections_per_client
+            or not self._allowed(peer)
+        ):
             self.stats.refused_connections += 1
             log.warning("%s refused a connection from %s", self.service.item_name, peer)
             writer.close()
             return
         self._open += 1
+        self._per_client[client] = self._per_client.get(client, 0) + 1
         self.stats.connections += 1
         frames = MLLPFrameReader(
             reader,
@@ -151,7 +166,7 @@ class GatewayServer:
         )
         try:
             while (item := await frames.read()) is not None:
-                for reply in await self.handle(item):
+                for reply in await self._handle_safely(item):
                     writer.write(frame(reply))
                 await writer.drain()
         except MLLPTimeoutError as exc:
@@ -163,9 +178,27 @@ class GatewayServer:
             pass
         finally:
             self._open -= 1
+            if (left := self._per_client[client] - 1) > 0:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
             writer.close()
 
     # -- one message ----------------------------------------------------------------------------
+    async def _handle_safely(self, item: Frame) -> list[bytes]:
+        """``handle``, and an AR if it fails in a way nobody foresaw: input never ends the
+        connection's handler, and the sender keeps what was not accepted."""
+        try:
+            return await self.handle(item)
+        except Exception:
+            log.exception("%s failed on a %d-byte frame", self.service.item_name, item.size)
+            reason = "the message could not be processed (see the gateway log); send it again"
+        try:
+            return [await self._reject(item.payload, "utf-8", reason)]
+        except Exception:  # no answer at all: the sender times out and sends it again
+            log.exception("%s cannot answer a %d-byte frame", self.service.item_name, item.size)
+            return []
+
     async def handle(self, item: Frame) -> list[bytes]:
         """Everything for one frame; returns the ACK frames' payloads to send back (maybe none)."""
         started = time.perf_counter()
@@ -173,12 +206,23 @@ class GatewayServer:
         codec = self._codec(item.payload)
         if item.oversize:
             return [await self._reject_oversize(item, codec)]
+        if not self.settings.charset and (
+            unreadable := unreadable_charset(sniff_charset(item.payload))
+        ):
+            return [await self._reject(item.payload, codec, unreadable)]
         try:
             text = item.payload.decode(codec)
             message = HL7Message(text)
             message.get("MSH-9")  # read the MSH now: a broken header is rejected here
         except (HIEError, UnicodeDecodeError, LookupError) as exc:
             return [await self._reject(item.payload, codec, str(exc))]
+        if (count := len(message.segments("MSH"))) > 1:
+            # Answering AA once would acknowledge messages nobody routed.
+            reason = (
+                f"the frame holds {count} messages (MSH segments); MLLP carries one message per "
+                "frame: send each in its own frame (batches go as FHS/BHS files)"
+            )
+            return [await self._reject(item.payload, codec, reason)]
         routed = message
         if self._per_message:
             outcome = await self._on_message(message, codec)
@@ -337,7 +381,10 @@ class GatewayServer:
             log.error("cannot store a rejected message: %s", exc)
         nak = build_nak_for_unreadable(text, reason)
         self._log_ack(envelope, "AR", reason)
-        return nak.encode(codec)
+        try:
+            return nak.encode(codec)
+        except HIEError:  # what was recovered of the MSH does not fit the sender's codec
+            return nak.to_er7().encode(codec, errors="replace")
 
     async def _reject_oversize(self, item: Frame, codec: str) -> bytes:
         limit = self.settings.max_message_size

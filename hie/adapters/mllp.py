@@ -129,7 +129,8 @@ class MLLPFrameReader:
     def _discard(self, data: bytes) -> None:
         if data:
             self.discarded_bytes += len(data)
-            logger.warning("discarded %d byte(s) outside MLLP frames: %r", len(data), data[:32])
+            # The count only: the bytes may be part of a message (patient data).
+            logger.warning("discarded %d byte(s) outside MLLP frames", len(data))
 
     async def _skip_to_start(self) -> bool:
         while True:

@@ -89,7 +89,9 @@ def add_commands(subparsers: Any) -> None:
         p.set_defaults(func=cmd_set_status, status=status)
 
     p = subparsers.add_parser("purge", help="delete messages older than N days (finished sessions)")
-    p.add_argument("--days", type=float, required=True)
+    p.add_argument(
+        "--days", type=_age_in_days, required=True, help="age in days, more than 0 (e.g. 30, 0.5)"
+    )
     p.add_argument("--batch", type=int, default=1000, help="messages per transaction")
     p.set_defaults(func=cmd_purge)
 
@@ -275,6 +277,19 @@ def cmd_set_status(args: argparse.Namespace, settings: Settings) -> int:
         # The store is the record, but a copy already on the broker is not withdrawn by this.
         print("note: a copy already queued on the broker may still run", file=sys.stderr)
     return 0
+
+
+def _age_in_days(text: str) -> float:
+    """``--days`` of ``purge``: a number above 0 (0 or less would delete today's messages)."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of days") from None
+    if not days > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(
+            f"{text!r} would purge messages received today; give an age above 0 days"
+        )
+    return days
 
 
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:

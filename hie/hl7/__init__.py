@@ -16,7 +16,7 @@ from hie.hl7.ack import (
     new_control_id,
 )
 from hie.hl7.batch import split_batch
-from hie.hl7.charset import python_codec, sniff_charset
+from hie.hl7.charset import python_codec, sniff_charset, unreadable_charset
 from hie.hl7.escapes import Delimiters, escape, unescape
 from hie.hl7.message import HL7Message, normalise_terminators
 from hie.hl7.path import ALL, HL7Path, parse_path
@@ -40,4 +40,5 @@ __all__ = [
     "sniff_charset",
     "split_batch",
     "unescape",
+    "unreadable_charset",
 ]

@@ -69,10 +69,45 @@ def python_codec(msh18: str | None, default: str = "utf-8") -> str:
     if key in _HL7_CHARSETS:
         codec = _HL7_CHARSETS[key]
         return codecs.lookup(codec or default).name
+    name = msh18.strip()
+    if is_text_codec(name):
+        return codecs.lookup(name).name
+    return codecs.lookup(default).name
+
+
+def is_text_codec(name: str) -> bool:
+    """True if Python knows ``name`` as a codec between bytes and text.
+
+    Python also registers codecs that are not character sets (``base64``, ``zlib_codec``,
+    ``hex``, ``rot13``): ``str.encode`` refuses those, and so does HIE.
+    """
     try:
-        return codecs.lookup(msh18.strip()).name
+        "".encode(name)
+        b"".decode(name)
     except LookupError:
-        return codecs.lookup(default).name
+        return False
+    return True
+
+
+def unreadable_charset(msh18: str | None) -> str | None:
+    """Why MSH-18 cannot be honoured, when it names a codec that is not a character set.
+
+    None for every other value: table 0211 names, text codecs, and names Python does not know
+    at all (those fall back to the default character set, see ``python_codec``).
+    """
+    if not msh18 or not msh18.strip() or _normalise(msh18) in _HL7_CHARSETS:
+        return None
+    name = msh18.strip()
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        return None
+    if is_text_codec(name):
+        return None
+    return (
+        f"MSH-18 names {name!r}, which is not a character set; "
+        "send text in one (e.g. UNICODE UTF-8)"
+    )
 
 
 def sniff_charset(raw: bytes) -> str | None:

@@ -50,6 +50,8 @@ class HL7TCPServiceSettings(ItemSettings):
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535)
     max_connections: int = Field(default=100, ge=1)
+    #: Connections one client address may hold at once (a few clients cannot take them all).
+    max_connections_per_client: int = Field(default=10, ge=1)
     #: Client addresses or networks allowed to connect (empty: everyone who can reach the port).
     allowed_clients: list[str] = Field(default_factory=list)
     #: TLS: server certificate and key; with ``tls_ca`` clients must present a certificate.
@@ -61,8 +63,9 @@ class HL7TCPServiceSettings(ItemSettings):
     use_commit_codes: bool = False
     #: Largest message accepted (bytes); a larger one gets AR and the connection stays usable.
     max_message_size: int = Field(default=16 * 1024 * 1024, ge=1024)
-    #: Close a connection idle this long between messages (seconds; None: never).
-    idle_timeout: float | None = None
+    #: Close a connection idle this long between messages (seconds; None: never). Senders
+    #: reconnect on their own; a connection left open by a dead peer frees its place.
+    idle_timeout: float | None = Field(default=300.0, gt=0)
     #: Give up on a frame that does not finish within this many seconds.
     read_timeout: float = Field(default=30.0, gt=0)
     #: Decode every message with this charset; else MSH-18; else ``default_charset``.

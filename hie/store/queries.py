@@ -21,6 +21,9 @@ from hie.store.hl7_fields import check_path, field_matches
 from hie.store.models import BODIES, COUNTERS, EVENTS, MESSAGES, Status
 from hie.store.records import Completion, EventRecord, ItemCounters, MessageHeader, TraceNode
 
+#: Candidate bodies read at once by a search by field.
+_FIELD_SEARCH_PAGE = 500
+
 _HEADER_COLUMNS = [c for c in MESSAGES.c if c.name != "headers"]
 
 
@@ -136,7 +139,9 @@ class Queries(Database):
         )
         found: list[MessageHeader] = []
         skipped = 0
-        page, start = max(limit + offset, 50), 0
+        # Candidates are read a page at a time whatever the offset: a far page costs time, never
+        # memory (a page sized by the offset once loaded every candidate body at once).
+        page, start = min(max(limit, 50), _FIELD_SEARCH_PAGE), 0
         with self._read("search messages by field") as conn:
             # Page through candidates: the exact check runs in Python, so SQL cannot apply
             # limit/offset to matches; memory stays bounded by one page of bodies.

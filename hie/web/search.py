@@ -17,6 +17,9 @@ from hie.hl7.path import parse_path
 from hie.store import MessageHeader, MessageStore, Status
 
 PAGE_SIZES = (25, 50, 100, 200)
+#: The deepest row a page may start at: a far page of a broad search scans (and, searching by
+#: field, reads the bodies of) every message before it. Narrower filters reach older messages.
+MAX_OFFSET = 10_000
 DEFAULT_SIZE = 50
 _TEXT_PARAMS = ("status", "type", "source", "target", "control_id", "field", "since", "until")
 
@@ -99,6 +102,13 @@ def parse_query(raw: Mapping[str, str]) -> SearchQuery:
         q.problems.append(f"size: must be one of {', '.join(map(str, PAGE_SIZES))}")
     else:
         q.size = size
+    if q.offset > MAX_OFFSET:
+        last = MAX_OFFSET // q.size + 1
+        q.problems.append(
+            f"page: at most {last} with {q.size} per page; narrow the search (status, type, "
+            "since/until) to reach older messages"
+        )
+        q.page = 1
     return q
 
 

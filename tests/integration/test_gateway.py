@@ -127,3 +127,46 @@ def test_charsets_round_trip_names_with_accents(harness: Harness) -> None:
         for h in harness.store.find(source="ADT.In")
     }
     assert "MÜLLER^JOSÉ" in bodies["CTRL00001"] and "ÇELİK^ŞÜKRÜ" in bodies["CTRL00002"]
+
+
+@pytest.mark.parametrize("codec", ["base64", "zlib_codec", "rot13", "hex"])
+def test_msh18_naming_a_codec_that_is_not_a_character_set_gets_ar(
+    harness: Harness, codec: str
+) -> None:
+    port = _gateway(harness)
+    with BlockingMLLPClient("127.0.0.1", port) as client:
+        nak = HL7Message(client.send(adt(1, charset=codec).encode()))
+        # The handler lives on: the next message on the same connection is accepted.
+        good = HL7Message(client.send(adt(2).encode()))
+    assert ack_code(nak) == "AR" and ack_control_id(nak) == "CTRL00001"
+    assert "not a character set" in nak.get("ERR-8")
+    assert ack_code(good) == "AA"
+    errors = harness.store.find(status="error", source="ADT.In")
+    assert len(errors) == 1 and "not a character set" in (errors[0].error or "")
+    assert "CTRL00001" in harness.store.load(errors[0].message_id).body
+
+
+def test_ascii_message_with_other_bytes_in_its_header_gets_ar(harness: Harness) -> None:
+    port = _gateway(harness)
+    raw = adt(1, charset="ASCII").replace("|SEND|FAC|", "|SÉND|FÄC|").encode("latin-1")
+    with BlockingMLLPClient("127.0.0.1", port) as client:
+        nak = HL7Message(client.send(raw))
+        good = HL7Message(client.send(adt(2).encode()))
+    assert ack_code(nak) == "AR" and ack_control_id(nak) == "CTRL00001"
+    assert "ascii" in nak.get("ERR-8").lower()
+    assert ack_code(good) == "AA"
+    errors = harness.store.find(status="error", source="ADT.In")
+    assert len(errors) == 1
+
+
+def test_a_frame_holding_two_messages_gets_ar_and_neither_is_routed(harness: Harness) -> None:
+    port = _gateway(harness)
+    with BlockingMLLPClient("127.0.0.1", port) as client:
+        nak = HL7Message(client.send((adt(1) + adt(2)).encode()))
+    assert ack_code(nak) == "AR" and ack_control_id(nak) == "CTRL00001"
+    assert "holds 2 messages" in nak.get("ERR-8")
+    errors = harness.store.find(status="error", source="ADT.In")
+    assert len(errors) == 1 and "one message per frame" in (errors[0].error or "")
+    # Nothing was queued for the operation.
+    assert harness.store.find(source="ADT.In", status="queued") == []
+    assert harness.store.find(source="ADT.In", status="completed") == []

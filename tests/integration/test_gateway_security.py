@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import ssl
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hie.adapters.mllp import BlockingMLLPClient
+from hie.adapters.mllp import END_BLOCK, START_BLOCK, BlockingMLLPClient
 from hie.errors import DeliveryError
 from hie.hl7 import ack_code
+from hie.hosts.hl7_tcp import HL7TCPServiceSettings
 from tests.integration.harness import Harness, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -158,3 +161,35 @@ def test_connections_beyond_the_limit_are_closed(harness: Harness) -> None:
     finally:
         for client in held:
             client.close()
+
+
+def _raw_ack(port: int, source: str, payload: bytes = ADT) -> bytes:
+    """One message over a plain socket from ``source`` (a loopback address); the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(source, 0)) as s:
+        s.sendall(START_BLOCK + payload + END_BLOCK)
+        return s.recv(65536)
+
+
+def test_one_client_address_cannot_take_every_connection(harness: Harness) -> None:
+    port = _gateway(harness, max_connections=10, max_connections_per_client=2)
+    held = [BlockingMLLPClient("127.0.0.1", port, response_timeout=5) for _ in range(2)]
+    try:
+        for n, client in enumerate(held):
+            assert ack_code(client.send(ADT.replace(b"|S1|", f"|H{n}|".encode()))) == "AA"
+        # A third connection from the same address is closed unanswered ...
+        assert _raw_ack(port, "127.0.0.1") == b""
+        # ... while another client address is still served.
+        assert b"MSA|AA|S1" in _raw_ack(port, "127.0.0.2")
+    finally:
+        for client in held:
+            client.close()
+
+
+def test_idle_connections_are_closed_and_the_default_is_five_minutes(harness: Harness) -> None:
+    assert HL7TCPServiceSettings(port=1).idle_timeout == 300
+    port = _gateway(harness, idle_timeout=1)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+        started = time.monotonic()
+        assert idle.recv(1024) == b""  # the gateway closed it
+        assert 0.5 < time.monotonic() - started < 9
+    assert b"MSA|AA|S1" in _raw_ack(port, "127.0.0.1")

@@ -65,8 +65,29 @@ def test_messages_filters_trace_suspend_discard_and_purge(
     code, out = cli("messages", "--status", "suspended", "--json", capsys=capsys)
     assert [m["control_id"] for m in json.loads(out)] == ["C0"]
     assert cli("trace", "NO-SUCH-ID", capsys=capsys)[0] == 1
-    code, out = cli("purge", "--days", "0", capsys=capsys)
-    assert code == 0 and "purged 1 message(s)" in out  # only the discarded one is finished
+    old = Envelope.wrap(adt("OLD", "MRN9"), target="Out", source="In")
+    old = old.model_copy(update={"created_at": datetime.now(UTC) - timedelta(days=3)})
+    harness.store.save(old, status="completed", item="Out")
+    code, out = cli("purge", "--days", "2", capsys=capsys)
+    # Only the old finished one: the discarded one is finished but fresh.
+    assert code == 0 and "purged 1 message(s)" in out
+    assert harness.store.header(envs[1].message_id).status == Status.DISCARDED
+
+
+@pytest.mark.parametrize("days", ["0", "-1", "nan", "soon"])
+def test_purge_refuses_an_age_that_would_delete_fresh_messages(
+    harness: Harness,
+    cli,
+    days: str,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    env = Envelope.wrap(adt("C1", "MRN1"), target="Out", source="In")
+    harness.store.save(env, status="completed", item="Out")
+    with pytest.raises(SystemExit) as exit_info:
+        cli("purge", "--days", days, capsys=capsys)
+    assert exit_info.value.code == 2
+    assert "--days" in capsys.readouterr().err
+    assert harness.store.header(env.message_id).status == Status.COMPLETED
 
 
 def test_resend_command_delivers_again_in_the_same_session(

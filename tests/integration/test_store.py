@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import threading
 import time
 import tracemalloc
@@ -493,6 +494,30 @@ def test_find_by_field_pages_over_matches(store: MessageStore) -> None:
     assert [h.message_id for h in page] == [str(e.message_id) for e in matches[60:90]]
     with pytest.raises(StoreError, match="not an HL7 path"):
         store.find(field=("PID3", "777"))
+
+
+def test_find_by_field_far_past_the_matches_reads_one_page_of_bodies_at_a_time(
+    store: MessageStore,
+) -> None:
+    store.save_many([hl7_envelope(adt(f"M{i}", mrn="777")) for i in range(30)])
+    limits: list[int] = []
+
+    def note_limit(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "bodies" not in statement or "LIMIT" not in statement:
+            return
+        if isinstance(params, dict):  # PostgreSQL: LIMIT %(param_n)s
+            name = re.search(r"LIMIT %\((\w+)\)s", statement)
+            assert name is not None, statement
+            limits.append(int(params[name.group(1)]))
+        else:  # SQLite: ... LIMIT ? OFFSET ?
+            limits.append(int(params[-2]))
+
+    event.listen(store.engine, "before_cursor_execute", note_limit)
+    try:
+        assert store.find(field=("PID-3.1", "777"), limit=50, offset=2_000_000_000) == []
+    finally:
+        event.remove(store.engine, "before_cursor_execute", note_limit)
+    assert limits and max(limits) <= 500
 
 
 def test_trace_builds_the_session_tree_from_any_message(store: MessageStore) -> None:

@@ -126,3 +126,22 @@ def test_production_edges_and_item_names_are_validated() -> None:
     assert production.edges() == [("A", "B")]
     with pytest.raises(ValidationError):
         Item(name="bad name!", class_name="X")
+
+
+def test_a_broker_that_does_not_answer_is_named_without_its_password() -> None:
+    import socket
+
+    from hie.broker import broker_problem, ensure_broker
+    from hie.errors import ConfigError
+    from hie.settings import Settings
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = Settings(broker_url=f"redis://:s3cret@127.0.0.1:{port}/0")
+    with pytest.raises(ConfigError) as error:
+        ensure_broker(settings)
+    assert f"127.0.0.1:{port}" in str(error.value) and "s3cret" not in str(error.value)
+    # What /health/ready says about it, too.
+    problem = broker_problem(settings.broker_url, timeout=1)
+    assert problem is not None and f":**@127.0.0.1:{port}" in problem and "s3cret" not in problem

@@ -20,6 +20,7 @@ from hie.hl7 import (
     parse_path,
     python_codec,
     sniff_charset,
+    unreadable_charset,
     split_batch,
     unescape,
 )
@@ -329,6 +330,18 @@ def test_python_codec(msh18: str | None, codec: str) -> None:
 
 def test_unknown_charset_uses_the_given_default() -> None:
     assert python_codec("KLINGON", default="latin-1") == "iso8859-1"
+
+
+@pytest.mark.parametrize("name", ["base64", "zlib_codec", "rot13", "hex", "bz2_codec", "uu"])
+def test_codecs_that_are_not_character_sets_are_never_used_and_are_named(name: str) -> None:
+    assert python_codec(name) == "utf-8"
+    reason = unreadable_charset(name)
+    assert reason is not None and name in reason and "not a character set" in reason
+
+
+@pytest.mark.parametrize("msh18", ["UNICODE UTF-8", "8859/1", "latin1", "KLINGON", "", None])
+def test_character_sets_and_unknown_names_are_not_refused(msh18: str | None) -> None:
+    assert unreadable_charset(msh18) is None
 
 
 def test_sniff_charset_and_decode_latin1() -> None:

@@ -145,6 +145,17 @@ def test_frame_that_lost_its_end_block_is_replaced_by_the_next_one() -> None:
     assert reader.discarded_bytes == len(b"\x0bMSH|lost")
 
 
+def test_discarded_bytes_are_logged_by_count_never_by_content(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="hie.adapters.mllp"):
+        _, reader = read_all([b"PID|1||SECRET-MRN^^^H||DOE^JANE\r" + frame(MSG % 1)])
+    assert reader.discarded_bytes == len(b"PID|1||SECRET-MRN^^^H||DOE^JANE\r")
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert f"discarded {reader.discarded_bytes} byte(s)" in logged
+    assert "SECRET" not in logged and "DOE" not in logged
+
+
 def test_frame_refuses_block_characters() -> None:
     with pytest.raises(ValueError, match="0x0B or 0x1C"):
         frame(b"MSH\x1c\r")

@@ -19,7 +19,7 @@ from hie.supervisor.rundir import RunDir
 from hie.store import MessageStore, Status
 from hie.web import create_web_app
 from hie.web.auth import hash_password
-from hie.web.search import parse_query
+from hie.web.search import MAX_OFFSET, parse_query
 from hie.web.trace_svg import hops, render_svg
 
 
@@ -126,6 +126,17 @@ def test_search_params_are_parsed_and_bad_ones_reported() -> None:
     assert q.since == datetime(2026, 1, 1, 8, tzinfo=UTC) and q.offset == 25
     bad = parse_query({"status": "lost", "since": "yesterday", "field": "PID-3", "page": "0"})
     assert len(bad.problems) == 4
+
+
+def test_a_page_past_the_deepest_offset_is_refused_without_searching(
+    client: TestClient, store: MessageStore
+) -> None:
+    save(store, adt(1))
+    deepest = parse_query({"page": str(MAX_OFFSET // 50 + 1), "size": "50"})
+    assert deepest.problems == []
+    answer = client.get("/messages", params={"field": "PID-3=123", "page": "40000001"})
+    assert answer.status_code == 400
+    assert "page: at most 201 with 50 per page; narrow the search" in answer.text
 
 
 def test_search_filters_by_type_status_and_time(client: TestClient, store: MessageStore) -> None:
