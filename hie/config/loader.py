@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from hie.config.bounded_yaml import BoundedLoader
 from hie.errors import ConfigError, Problem, ProductionError
 from hie.production import Production, collect_problems
 
@@ -38,7 +39,7 @@ def read_document(path: Path) -> tuple[Any, Lines]:
     """Parse a YAML/JSON file into plain data and a map of key paths to line numbers."""
     text = path.read_text(encoding="utf-8")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=BoundedLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

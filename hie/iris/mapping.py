@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 
+from hie.config.bounded_yaml import BoundedLoader
 from hie.errors import ConfigError
 from hie.iris.classfile import tag_name
 
@@ -226,7 +227,7 @@ def load_mapping(path: str | Path | None) -> Mapping:
         return Mapping()
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=BoundedLoader) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read mapping file {path}: {exc}") from exc
     if not isinstance(data, dict) or set(data) - {"classes", "settings"}:

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from hie.config.bounded_yaml import BoundedLoader
 from hie.errors import ConfigError
 from hie.iris.dtl import load_dtl
 from hie.iris.lookup import load_lookup_export
@@ -29,7 +30,9 @@ def _read_data(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from exc
     try:
-        return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.load(text, Loader=BoundedLoader)  # a SafeLoader, bounded
     except (ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from exc
 

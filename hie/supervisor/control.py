@@ -53,11 +53,21 @@ class Controlled(Protocol):
     def request_stop(self, drain_timeout: float | None = None) -> None: ...
 
 
+#: Seconds a client may take to send its request line: one that connects and says nothing must
+#: not hold a thread of the manager forever.
+REQUEST_TIMEOUT = 10.0
+
+
 class _Handler(socketserver.StreamRequestHandler):
     server: _Server
+    timeout = REQUEST_TIMEOUT  # socketserver sets it on the connection
 
     def handle(self) -> None:
-        line = self.rfile.readline(1 << 16)
+        try:
+            line = self.rfile.readline(1 << 16)
+        except TimeoutError:
+            log.warning("a control client sent no request within %.0f s", self.timeout)
+            return
         try:
             answer = self.server.control.execute(json.loads(line))
         except (HIEError, ValueError, KeyError) as exc:

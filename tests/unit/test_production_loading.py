@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from hie.cli import main
 from hie.config.loader import load_production
 from hie.errors import ConfigError, ProductionError
+from hie.rules.loader import load_rules
 
 FIVE_MISTAKES = """\
 name: Broken
@@ -93,6 +95,42 @@ def test_bad_yaml_names_the_file_and_line(tmp_path: Path) -> None:
         load_production(path)
     assert caught.value.problems[0].line is not None
     assert str(path) in str(caught.value)
+
+
+def _alias_bomb(levels: int = 7) -> str:
+    """A few hundred bytes whose aliases stand for 9**levels values (a "billion laughs")."""
+    lines = ['a0: &a0 ["lol"]']
+    for n in range(1, levels):
+        lines.append(f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once_with_its_line(tmp_path: Path) -> None:
+    bomb = _alias_bomb()
+    assert len(bomb) < 500
+    path = tmp_path / "bomb.yaml"
+    path.write_text("name: Bomb\nitems: []\n" + bomb)
+    started = time.monotonic()
+    with pytest.raises(ProductionError, match="more than 100,000 values") as caught:
+        load_production(path)
+    assert time.monotonic() - started < 5
+    assert str(path) in str(caught.value) and caught.value.problems[0].line is not None
+    rules = tmp_path / "bomb-rules.yaml"
+    rules.write_text("kind: rules\n" + bomb)
+    with pytest.raises(ConfigError, match="more than 100,000 values"):
+        load_rules(rules)
+
+
+def test_shared_settings_through_yaml_aliases_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "shared.yaml"
+    path.write_text(
+        "name: Shared\n"
+        "items:\n"
+        "  - {name: A, class: FileOperation, settings: &files {file_path: /tmp}}\n"
+        "  - {name: B, class: FileOperation, settings: *files}\n"
+    )
+    production = load_production(path)
+    assert production.item("A").settings == production.item("B").settings == {"file_path": "/tmp"}
 
 
 RULES = """\

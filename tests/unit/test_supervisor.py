@@ -99,6 +99,31 @@ def test_cli_and_viewer_reach_the_manager_through_one_client(
     assert not run.socket.exists()
 
 
+def test_a_silent_control_client_is_dropped_and_others_are_served(
+    settings: Settings, production: Production, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+    import time
+
+    from hie.supervisor import control
+
+    monkeypatch.setattr(control._Handler, "timeout", 0.5)
+    run = RunDir.of(settings, production.name)
+    run.path.mkdir(parents=True)
+    server = ControlServer(RecordingSupervisor(production), run.socket)
+    server.start()
+    try:
+        with socket.socket(socket.AF_UNIX) as silent:
+            silent.connect(str(run.socket))
+            silent.settimeout(5)
+            started = time.monotonic()
+            assert silent.recv(1024) == b""  # the manager hung up on it
+            assert time.monotonic() - started < 4
+        assert call(run.socket, {"command": "status"}, timeout=5)["ok"]
+    finally:
+        server.close()
+
+
 def test_no_manager_is_an_error_for_commands_and_a_notice_for_the_viewer(
     settings: Settings,
 ) -> None:
