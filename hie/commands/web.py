@@ -3,7 +3,9 @@
 Listens on 127.0.0.1:8080 by default, where no login is asked (only this machine can connect).
 On any other address a login is required: users come from ``--users FILE`` (default
 ``HIE_HOME/web-users``), one ``user:hash:role`` per line, role ``viewer`` or ``operator``;
-``hie web --hash-password`` reads a password and prints its hash.
+``hie web --hash-password`` reads a password and prints its hash. Requests must name the viewer
+by 127.0.0.1, localhost, the ``--host`` address or an ``--allowed-host`` name (a page elsewhere
+cannot reach it through a DNS name rebound to this machine).
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--users", metavar="FILE", help="users file (default HIE_HOME/web-users)")
     p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name the viewer is reached by (repeat for several); requests naming any other "
+        "host are refused. 127.0.0.1, localhost and the --host address are always allowed",
+    )
+    p.add_argument(
         "--hash-password", action="store_true", help="read a password, print its hash, exit"
     )
     p.set_defaults(func=cmd_web)
@@ -55,8 +65,15 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     users = users_file.read_text(encoding="utf-8") if users_file.is_file() else ""
     production = load_production(args.file)
+    hosts = list(args.allowed_host)
+    if args.host not in ("0.0.0.0", "::", ""):
+        hosts.append(args.host)
     app = create_web_app(
-        settings, production, users=users, login_required=not is_loopback(args.host)
+        settings,
+        production,
+        users=users,
+        login_required=not is_loopback(args.host),
+        allowed_hosts=hosts,
     )
     serve(app, host=args.host, port=args.port)
     return 0

@@ -15,15 +15,18 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -346,6 +349,33 @@ class LoginRequired:
         await self.app(scope, receive, send)
 
 
+#: Names the viewer answers to whatever it is told: loopback, where it listens by default.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+class SameOrigin:
+    """Refuse a state-changing request (POST) sent by a page of another origin (403).
+
+    Browsers send ``Origin`` with every cross-origin POST; a page elsewhere that points a form
+    or ``fetch`` at the viewer (directly, or through a DNS name rebound to 127.0.0.1) is refused
+    here, before its CSRF token is even looked at. A POST without ``Origin`` (not from a
+    browser) still needs the session's CSRF token.
+    """
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            origin = Headers(scope=scope).get("origin")
+            if origin is not None and (urlsplit(origin).hostname or "") not in self.allowed:
+                response = Response("cross-origin request refused", status_code=403)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class AccessLog:
     """One log line per request: method, path (no query string: it may hold PHI), status, time."""
 
@@ -382,6 +412,7 @@ def create_web_app(
     login_required: bool = False,
     users: str | None = None,
     secret_key: str | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> Starlette:
     """The viewer as an ASGI app.
 
@@ -393,6 +424,9 @@ def create_web_app(
         login_required: require a user login (``serve`` turns it on off loopback).
         users: ``user:hash:role`` entries, one per line or comma-separated (a users file).
         secret_key: signs the session cookie; a random one (sessions end on restart) if None.
+        allowed_hosts: names (or addresses) the viewer is reached by, besides 127.0.0.1 and
+            localhost: any other ``Host`` header gets 400 (DNS rebinding), and a POST whose
+            ``Origin`` is not one of them gets 403.
 
     Raises:
         ConfigError: login is required but no users are configured, or a user entry is bad.
@@ -422,8 +456,11 @@ def create_web_app(
         Route("/logout", logout_post, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
+    hosts = [*LOOPBACK_HOSTS, *allowed_hosts]
     middleware = [
         Middleware(AccessLog),
+        Middleware(TrustedHostMiddleware, allowed_hosts=hosts, www_redirect=False),
+        Middleware(SameOrigin, allowed_hosts=hosts),
         Middleware(
             SessionMiddleware,
             secret_key=secret_key or secrets.token_urlsafe(32),

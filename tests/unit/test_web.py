@@ -103,7 +103,7 @@ def save(
 @pytest.fixture
 def client(settings: Settings, production: Any, store: MessageStore) -> TestClient:
     app = create_web_app(settings, production, store=store, sender=Recorder(store))
-    return TestClient(app)
+    return TestClient(app, base_url="http://127.0.0.1")
 
 
 def csrf(page: str) -> str:
@@ -230,6 +230,26 @@ def test_resend_needs_confirmation_and_csrf_then_makes_a_child(
     assert audit and audit[0].startswith("resend by local to ADT.Out")
 
 
+def test_a_rebound_host_name_is_refused_and_so_is_a_post_from_another_origin(
+    client: TestClient, store: MessageStore
+) -> None:
+    env = save(store, adt(1), status="error")
+    # DNS rebinding: a page at evil.example whose name now resolves to 127.0.0.1.
+    rebound = client.get("/messages", headers={"Host": "evil.example"})
+    assert rebound.status_code == 400
+    confirm = client.get(f"/messages/{env.message_id}/suspend")
+    form = {"csrf": csrf(confirm.text)}
+    foreign = client.post(
+        f"/messages/{env.message_id}/suspend", data=form, headers={"Origin": "http://evil.example"}
+    )
+    assert foreign.status_code == 403
+    assert store.header(env.message_id).status == Status.ERROR
+    own = client.post(
+        f"/messages/{env.message_id}/suspend", data=form, headers={"Origin": "http://127.0.0.1"}
+    )
+    assert own.status_code == 200 and store.header(env.message_id).status == Status.SUSPENDED
+
+
 def test_suspend_and_discard_are_audited(client: TestClient, store: MessageStore) -> None:
     env = save(store, adt(1), status="error")
     token = csrf(client.get(f"/messages/{env.message_id}/suspend").text)
@@ -257,9 +277,15 @@ def login_client(settings: Settings, production: Any, store: MessageStore) -> Te
         f"vic:{hash_password('view-pass', iterations=1000)}:viewer"
     )
     app = create_web_app(
-        settings, production, store=store, sender=Recorder(store), login_required=True, users=users
+        settings,
+        production,
+        store=store,
+        sender=Recorder(store),
+        login_required=True,
+        users=users,
+        allowed_hosts=["hie.example.org"],
     )
-    return TestClient(app)
+    return TestClient(app, base_url="https://hie.example.org")
 
 
 def login(client: TestClient, user: str, password: str) -> Any:
