@@ -267,23 +267,28 @@ def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    argv = [sys.executable, "-m", "celery", "--broker", settings.broker_url]
+    # Secrets travel in the environment, not in argv (``ps`` shows argv to every local user):
+    # Celery reads CELERY_BROKER_URL / CELERY_RESULT_BACKEND, Flower reads FLOWER_BASIC_AUTH.
+    env = dict(os.environ, CELERY_BROKER_URL=settings.broker_url)
     if settings.result_backend:
-        argv += ["--result-backend", settings.result_backend]
-    argv += ["flower", f"--port={args.port}", f"--address={args.address}"]
-    argv += [f"--url_prefix={args.url_prefix}"] if args.url_prefix else []
-    env = dict(os.environ)
+        env["CELERY_RESULT_BACKEND"] = settings.result_backend
     if args.basic_auth:
-        argv.append(f"--basic-auth={args.basic_auth}")
-    else:
-        # Loopback only (checked above): the API is as open as the UI, which is the point.
-        env["FLOWER_UNAUTHENTICATED_API"] = "true"
+        env["FLOWER_BASIC_AUTH"] = args.basic_auth
+    # Without credentials Flower serves its UI on loopback but no /api/*: an API without
+    # authentication answers any web page the operator visits (CORS *), tasks and revokes alike.
+    env.pop("FLOWER_UNAUTHENTICATED_API", None)
+    argv = [sys.executable, "-m", "celery", "flower", f"--port={args.port}"]
+    argv += [f"--address={args.address}"]
+    argv += [f"--url_prefix={args.url_prefix}"] if args.url_prefix else []
     print(
         f"Flower for production {production.name}: http://{args.address}:{args.port}/ "
-        f"(tasks are named hie.{production.name}.<item>)",
+        f"(tasks are named hie.{production.name}.<item>"
+        + ("" if args.basic_auth else "; its API needs --basic-auth")
+        + ")",
         flush=True,
     )
-    return subprocess.call(argv, env=env)
+    # Become Flower: a signal to this process (Ctrl-C, SIGTERM, the manager) stops Flower itself.
+    os.execve(sys.executable, argv, env)
 
 
 def cmd_sink(args: argparse.Namespace, settings: Settings) -> int:

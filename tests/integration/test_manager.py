@@ -3,6 +3,7 @@ graceful stop with nothing lost, metrics."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -207,22 +209,36 @@ def test_flower_lists_item_workers_and_tasks_by_item_name(harness: Harness, tmp_
     with running(h):
         log = (tmp_path / "flower.log").open("wb")
         flower = subprocess.Popen(
-            [sys.executable, "-m", "hie.cli", "flower", str(h.path), "--port", str(web)],
+            [sys.executable, "-m", "hie.cli", "flower", str(h.path), "--port", str(web),
+             "--basic-auth", "ops:s3cret-pw"],
             env=h.env(), cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
+        credentials = base64.b64encode(b"ops:s3cret-pw").decode()
         try:
 
-            def api(path: str) -> Any:
+            def api(path: str, auth: bool = True) -> Any:
+                request = urllib.request.Request(f"http://127.0.0.1:{web}{path}")
+                if auth:
+                    request.add_header("Authorization", f"Basic {credentials}")
                 try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{web}{path}", timeout=10) as r:
+                    with urllib.request.urlopen(request, timeout=10) as r:
                         return json.loads(r.read())
+                except urllib.error.HTTPError as exc:
+                    return exc.code
                 except OSError:
                     return None
 
             workers = wait_for(
-                lambda: (w := api("/api/workers?refresh=1")) and len(w) >= 2 and w, 90, "workers"
-            )
+                lambda: (w := api("/api/workers?refresh=1")) and isinstance(w, dict) and len(w) >= 2
+                and w, 90, "workers",
+            )  # fmt: skip
+            # Without the credentials the API answers nothing (no CORS-open API on loopback).
+            assert api("/api/workers", auth=False) == 401
+            # Neither the password nor the broker URL shows in the process list.
+            cmdline = Path(f"/proc/{flower.pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            assert b"flower" in cmdline and b"s3cret-pw" not in cmdline
+            assert h.env()["HIE_BROKER_URL"].encode() not in cmdline
             assert any(name.startswith(f"Router@{h.name}.") for name in workers)
             assert any(name.startswith(f"Op@{h.name}.") for name in workers)
             # Flower sees every production on the broker; ours are the ones named after it.
@@ -241,9 +257,14 @@ def test_flower_lists_item_workers_and_tasks_by_item_name(harness: Harness, tmp_
             # Task arguments carry message ids, never bodies (patient data stays out of events).
             router_args = tasks[f"hie.{h.name}.Router"]["args"]
             assert any(mid in router_args for mid in sent) and "SECRET" not in router_args
+            # `hie flower` is Flower: a SIGTERM to it (not to its group) stops Flower.
+            flower.send_signal(signal.SIGTERM)
+            assert flower.wait(30) is not None
+            assert api("/api/workers") is None  # nothing listens any more
         finally:
-            os.killpg(flower.pid, signal.SIGTERM)
-            flower.wait(30)
+            if flower.poll() is None:
+                os.killpg(flower.pid, signal.SIGTERM)
+                flower.wait(30)
             log.close()
 
 
