@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hie.errors import ConfigError, HIEError, ProductionError
-from hie.settings import Settings, get_settings
+from hie.settings import Settings, get_settings, make_home_private
 from hie.supervisor.rundir import RunDir
 
 log = logging.getLogger("hie")
@@ -264,6 +264,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        make_home_private(settings.home)
+    except OSError as exc:
+        print(f"error: cannot create HIE_HOME {settings.home}: {exc}", file=sys.stderr)
+        return 1
     try:
         return int(args.func(args, settings))
     except ProductionError as exc:

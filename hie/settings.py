@@ -6,6 +6,8 @@ constructor. Tests build their own ``Settings(...)`` instead of patching the env
 
 from __future__ import annotations
 
+import os
+
 from functools import lru_cache
 from pathlib import Path
 
@@ -68,6 +70,16 @@ class Settings(BaseSettings):
     def uses_default_broker(self) -> bool:
         """True when the broker URL was left at its default (an embedded one may be started)."""
         return self.broker_url == DEFAULT_BROKER_URL
+
+
+def make_home_private(home: Path) -> None:
+    """Create ``home`` (HIE_HOME) readable by its owner only: it holds the store, the logs and
+    the run files, all of which may hold patient data. An existing home of this user that
+    others could read is closed to them (0700)."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = home.stat()
+    if info.st_uid == os.getuid() and info.st_mode & 0o077:
+        home.chmod(0o700)
 
 
 @lru_cache(maxsize=1)

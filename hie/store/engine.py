@@ -153,6 +153,10 @@ def build_engine(
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Created for its owner only (it holds patient data); SQLite gives its -wal and
+            # -shm files the same permissions.
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as exc:
             raise StoreError(
                 f"cannot create folder {path.parent} for the SQLite store {path.name}: {exc}"

@@ -289,3 +289,22 @@ def test_recorded_hops_write_status_children_ack_and_delivery_in_order(tmp_path:
     # ... and the trail says what happened in the order it happened
     trail = [e.event for e in store.events(sent.message_id)][:6]
     assert trail == ["stored", "started", "rule", "ack_received", "possible_duplicate", "completed"]
+
+
+def test_a_new_store_file_and_the_home_are_for_their_owner_only(tmp_path: Path) -> None:
+    from hie.settings import make_home_private
+    from hie.store import MessageStore
+
+    store = MessageStore(f"sqlite:///{tmp_path / 'data' / 'hie.db'}")
+    store.save(Envelope.wrap("MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\r", target="Out"))
+    store.dispose()
+    for name in ("hie.db", "hie.db-wal"):
+        path = tmp_path / "data" / name
+        if path.exists():
+            assert path.stat().st_mode & 0o777 == 0o600, name
+    home = tmp_path / "home"
+    make_home_private(home / "new")
+    assert (home / "new").stat().st_mode & 0o777 == 0o700
+    (home / "open").mkdir(mode=0o755)
+    make_home_private(home / "open")
+    assert (home / "open").stat().st_mode & 0o777 == 0o700
