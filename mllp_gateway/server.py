@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from hie.adapters.mllp import Frame, MLLPFrameReader, frame
+from hie.adapters.mllp import ByteBudget, Frame, MLLPFrameReader, frame
 from hie.errors import HIEError, MLLPFramingError, MLLPTimeoutError, SkipMessage
 from hie.hl7 import (
     HL7Message,
@@ -87,6 +87,8 @@ class GatewayServer:
         self.stats = GatewayStats()
         self._server: asyncio.Server | None = None
         self._open = 0
+        #: Bytes in frames over all connections (``max_bytes_in_flight``).
+        self.budget = ByteBudget(self.settings.max_bytes_in_flight)
         #: Open connections per client address (``max_connections_per_client``).
         self._per_client: dict[str, int] = {}
         self._networks = [
@@ -122,7 +124,8 @@ class GatewayServer:
             self.settings.host,
             self.settings.port,
             ssl=self._ssl_context(),
-            limit=1 << 20,
+            # Frames are read (and counted against the budget) 256 KiB at a time at most.
+            limit=1 << 18,
             # Several gateway processes on one port: the kernel spreads connections over them.
             reuse_port=self.settings.processes > 1,
         )
@@ -163,6 +166,7 @@ class GatewayServer:
             max_size=self.settings.max_message_size,
             idle_timeout=self.settings.idle_timeout,
             frame_timeout=self.settings.read_timeout,
+            budget=self.budget,
         )
         try:
             while (item := await frames.read()) is not None:
@@ -177,6 +181,7 @@ class GatewayServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            await frames.close()
             self._open -= 1
             if (left := self._per_client[client] - 1) > 0:
                 self._per_client[client] = left

@@ -63,11 +63,44 @@ def frame(payload: bytes) -> bytes:
     return START_BLOCK + payload + END_BLOCK
 
 
+class ByteBudget:
+    """Bytes that all the connections of a listener may hold in frames at once.
+
+    A reader takes bytes from it as a frame arrives and gives them back once the frame was
+    handled (when it reads the next one, or closes). A reader that finds the budget spent waits,
+    and its peer's bytes stay in the socket: memory stays bounded however many connections send
+    large frames together, and a frame that waits longer than its ``frame_timeout`` ends its
+    connection (the sender keeps the message and sends it again).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self._changed = asyncio.Condition()
+
+    async def take(self, size: int) -> None:
+        """Wait until ``size`` more bytes fit, then hold them."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used + size <= self.limit)
+            self.used += size
+            self.peak = max(self.peak, self.used)
+
+    async def give_back(self, size: int) -> None:
+        """Return ``size`` bytes taken before."""
+        if size:
+            async with self._changed:
+                self.used -= size
+                self._changed.notify_all()
+
+
 class MLLPFrameReader:
     """Reads frames from one connection; ``await read()`` until it returns None (clean EOF).
 
     ``discarded_bytes`` counts the bytes seen outside any frame. Memory stays under
-    ``max_size`` plus the stream's buffer limit whatever the peer sends. Example::
+    ``max_size`` plus the stream's buffer limit whatever the peer sends; with a ``budget``
+    shared by several readers, their frames together stay under it (``close`` gives back what
+    the last frame held). Example::
 
         frames = MLLPFrameReader(reader, max_size=1 << 20, idle_timeout=600, frame_timeout=30)
         async for f in frames:
@@ -81,13 +114,20 @@ class MLLPFrameReader:
         max_size: int,
         idle_timeout: float | None = None,
         frame_timeout: float | None = None,
+        budget: ByteBudget | None = None,
     ) -> None:
+        if budget is not None and budget.limit < max_size:
+            raise ValueError(
+                f"a byte budget of {budget.limit} cannot hold one frame of max_size {max_size}"
+            )
         self.reader = reader
         self.max_size = max_size
         self.idle_timeout = idle_timeout
         self.frame_timeout = frame_timeout
+        self.budget = budget
         self.discarded_bytes = 0
         self.frames = 0
+        self._held = 0
 
     def __aiter__(self) -> MLLPFrameReader:
         return self
@@ -98,8 +138,18 @@ class MLLPFrameReader:
             raise StopAsyncIteration
         return result
 
+    async def close(self) -> None:
+        """Give back the bytes of the last frame to the budget (the frame was handled)."""
+        if self.budget is not None:
+            held, self._held = self._held, 0
+            await self.budget.give_back(held)
+
     async def read(self) -> Frame | None:
-        """The next frame, or None when the peer closed between frames."""
+        """The next frame, or None when the peer closed between frames.
+
+        The previous frame counts as handled: its bytes go back to the budget.
+        """
+        await self.close()
         try:
             # asyncio.timeout costs a timer per call; skip it on the hot path when not needed.
             if self.idle_timeout is None:
@@ -131,6 +181,16 @@ class MLLPFrameReader:
             self.discarded_bytes += len(data)
             # The count only: the bytes may be part of a message (patient data).
             logger.warning("discarded %d byte(s) outside MLLP frames", len(data))
+
+    async def _hold(self, size: int) -> None:
+        """Count ``size`` more bytes of this frame against the budget (waiting for room)."""
+        if self.budget is None:
+            return
+        if size > 0:
+            await self.budget.take(size)
+        elif size < 0:
+            await self.budget.give_back(-size)
+        self._held += size
 
     async def _skip_to_start(self) -> bool:
         while True:
@@ -168,10 +228,13 @@ class MLLPFrameReader:
                 data = data[: -len(END_BLOCK)]
             size += len(data)
             if not oversize:
-                chunks.append(data)
                 if size > self.max_size:
                     oversize = True
-                    chunks = [b"".join(chunks)[:OVERSIZE_HEAD]]
+                    chunks = [b"".join([*chunks, data])[:OVERSIZE_HEAD]]
+                    await self._hold(len(chunks[0]) - self._held)
+                else:
+                    await self._hold(len(data))
+                    chunks.append(data)
             if done:
                 break
         payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -62,7 +62,10 @@ class HL7TCPServiceSettings(ItemSettings):
     #: Answer CA/CE/CR (commit codes) instead of AA/AE/AR in immediate mode.
     use_commit_codes: bool = False
     #: Largest message accepted (bytes); a larger one gets AR and the connection stays usable.
-    max_message_size: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_message_size: int = Field(default=8 * 1024 * 1024, ge=1024)
+    #: Bytes all connections of this service may hold in frames at once (at least one
+    #: ``max_message_size``); past it, connections wait and their senders' bytes stay queued.
+    max_bytes_in_flight: int = Field(default=128 * 1024 * 1024, ge=1024)
     #: Close a connection idle this long between messages (seconds; None: never). Senders
     #: reconnect on their own; a connection left open by a dead peer frees its place.
     idle_timeout: float | None = Field(default=300.0, gt=0)
@@ -100,6 +103,11 @@ class HL7TCPServiceSettings(ItemSettings):
             raise ValueError(
                 f"processes: {self.processes} needs a fixed port; with port 0 every process "
                 "would listen on a port of its own"
+            )
+        if self.max_bytes_in_flight < self.max_message_size:
+            raise ValueError(
+                f"max_bytes_in_flight ({self.max_bytes_in_flight}) must hold at least one "
+                f"message of max_message_size ({self.max_message_size})"
             )
         return self
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hie.adapters.mllp import (
+    ByteBudget,
     END_BLOCK,
     OVERSIZE_HEAD,
     START_BLOCK,
@@ -154,6 +155,40 @@ def test_discarded_bytes_are_logged_by_count_never_by_content(
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert f"discarded {reader.discarded_bytes} byte(s)" in logged
     assert "SECRET" not in logged and "DOE" not in logged
+
+
+def test_a_shared_byte_budget_holds_back_a_connection_until_another_frame_is_handled() -> None:
+    big = b"MSH|" + b"x" * 2500
+
+    async def run() -> tuple[bool, bool, int]:
+        budget = ByteBudget(4096)
+        a, b = asyncio.StreamReader(limit=512), asyncio.StreamReader(limit=512)
+        frames_a = MLLPFrameReader(a, max_size=4096, budget=budget)
+        frames_b = MLLPFrameReader(b, max_size=4096, budget=budget)
+        a.feed_data(frame(big))
+        first = await frames_a.read()  # held by A while it is handled
+        assert first is not None and first.payload == big
+        b.feed_data(frame(big))
+        waiting = asyncio.ensure_future(frames_b.read())
+        await asyncio.sleep(0.2)
+        held_back = not waiting.done()  # 2,504 + 2,504 bytes do not fit in 4,096
+        a.feed_eof()
+        assert await frames_a.read() is None  # A's frame handled: its bytes go back
+        second = await asyncio.wait_for(waiting, 5)
+        await frames_b.close()
+        return held_back, second is not None and second.payload == big, budget.peak
+
+    held_back, delivered, peak = asyncio.run(run())
+    assert held_back and delivered
+    assert peak <= 4096
+
+
+def test_a_byte_budget_smaller_than_one_frame_is_refused() -> None:
+    async def build() -> None:
+        MLLPFrameReader(asyncio.StreamReader(), max_size=8192, budget=ByteBudget(4096))
+
+    with pytest.raises(ValueError, match="cannot hold one frame"):
+        asyncio.run(build())
 
 
 def test_frame_refuses_block_characters() -> None:
