@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import ssl
 import threading
 from typing import Any, ClassVar, Literal
 
@@ -164,6 +165,32 @@ class HL7TCPOperationSettings(ItemSettings):
     charset: str | None = None
     max_ack_size: int = Field(default=1 << 20, gt=0)
     framing: str = "MLLP"
+    #: TLS to the peer: on with ``tls`` or any of the files below. ``tls_ca``: the CA file that
+    #: signed the peer's certificate (default: the system's); ``tls_cert``/``tls_key``: this
+    #: side's certificate, for peers that require one; ``tls_verify: false`` skips checking
+    #: the peer's certificate and name (test peers only: anyone could stand in for it).
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_verify: bool = True
+
+    @property
+    def uses_tls(self) -> bool:
+        """True when messages go to the peer over TLS."""
+        return self.tls or bool(self.tls_ca or self.tls_cert)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context for the peer, or None for plain TCP."""
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        if not self.tls_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     @field_validator("stay_connected", mode="before")
     @classmethod
@@ -233,6 +260,7 @@ class HL7TCPOperation(BusinessOperation):
                 connect_timeout=s.connect_timeout,
                 response_timeout=s.response_timeout,
                 max_ack_size=s.max_ack_size,
+                ssl=s.ssl_context(),
             )
             self._local.client = client
             with self._clients_lock:

@@ -16,6 +16,7 @@ from hie.adapters.mllp import END_BLOCK, START_BLOCK, BlockingMLLPClient
 from hie.errors import DeliveryError
 from hie.hl7 import ack_code
 from hie.hosts.hl7_tcp import HL7TCPServiceSettings
+from hie.store import Status
 from tests.integration.harness import Harness, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -193,3 +194,54 @@ def test_idle_connections_are_closed_and_the_default_is_five_minutes(harness: Ha
         assert idle.recv(1024) == b""  # the gateway closed it
         assert 0.5 < time.monotonic() - started < 9
     assert b"MSA|AA|S1" in _raw_ack(port, "127.0.0.1")
+
+
+def test_hl7_operation_sends_over_tls_with_its_client_certificate(
+    harness: Harness, pki: Path
+) -> None:
+    h = harness
+    peer_port = free_port()
+    tls_peer = {"host": "127.0.0.1", "port": peer_port, "tls_ca": str(pki / "ca.pem")}
+    h.write(
+        [
+            {
+                "name": "Out",
+                "class": "HL7TCPOperation",
+                "settings": {
+                    **tls_peer,
+                    "tls_cert": str(pki / "client.pem"),
+                    "tls_key": str(pki / "client.key"),
+                },
+            },
+            # Trusts the peer but has no certificate of its own: the peer refuses it.
+            {
+                "name": "NoCert",
+                "class": "HL7TCPOperation",
+                "settings": {**tls_peer, "retry_interval": 0.5, "failure_timeout": 3},
+            },
+            {
+                "name": "Peer",
+                "class": "HL7TCPService",
+                "targets": ["Rec"],
+                "settings": {
+                    "port": peer_port,
+                    "tls_cert": str(pki / "server.pem"),
+                    "tls_key": str(pki / "server.key"),
+                    "tls_ca": str(pki / "ca.pem"),
+                },
+            },
+            {"name": "Rec", "class": "tests.hosts:RecordingOperation", "pool": "solo"},
+        ]
+    )
+    for item in ("Out", "NoCert", "Rec"):
+        h.start_worker(item)
+    h.start_gateway(peer_port)
+    sent = h.send("Out", ADT.decode())
+    refused = h.send("NoCert", ADT.replace(b"|S1|", b"|S2|").decode())
+    wait_for(
+        lambda: h.store.header(sent.message_id).status == Status.COMPLETED, 60, "sent over TLS"
+    )
+    assert h.store.header(sent.message_id).ack_code == "AA"
+    wait_for(lambda: h.store.header(refused.message_id).status == Status.ERROR, 60, "refused")
+    received = h.store.find(source="Peer")
+    assert [m.control_id for m in received] == ["S1"]
