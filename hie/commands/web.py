@@ -5,7 +5,8 @@ On any other address a login is required: users come from ``--users FILE`` (defa
 ``HIE_HOME/web-users``), one ``user:hash:role`` per line, role ``viewer`` or ``operator``;
 ``hie web --hash-password`` reads a password and prints its hash. Requests must name the viewer
 by 127.0.0.1, localhost, the ``--host`` address or an ``--allowed-host`` name (a page elsewhere
-cannot reach it through a DNS name rebound to this machine).
+cannot reach it through a DNS name rebound to this machine). ``--tls-cert``/``--tls-key`` serve
+HTTPS, and the session cookie is then marked Secure.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def add_commands(subparsers: Any) -> None:
         help="a name the viewer is reached by (repeat for several); requests naming any other "
         "host are refused. 127.0.0.1, localhost and the --host address are always allowed",
     )
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
     p.add_argument(
         "--hash-password", action="store_true", help="read a password, print its hash, exit"
     )
@@ -74,6 +77,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
         users=users,
         login_required=not is_loopback(args.host),
         allowed_hosts=hosts,
+        https=bool(args.tls_cert),
     )
-    serve(app, host=args.host, port=args.port)
+    serve(app, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key)
     return 0

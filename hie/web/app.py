@@ -39,6 +39,7 @@ from hie.messages import BODY_HL7
 from hie.store import Status
 from hie.web import actions, control, items
 from hie.web.auth import (
+    SESSION_SECONDS,
     AuthConfig,
     check_csrf,
     csrf_token,
@@ -290,17 +291,23 @@ async def login_post(request: Request) -> Response:
     """Check the password; on success, a fresh session (new CSRF token) for the user."""
     form = await check_csrf(request)
     auth: AuthConfig = request.app.state.auth
-    user = await run_in_threadpool(
-        auth.authenticate, form.get("username", ""), form.get("password", "")
-    )
+    name = form.get("username", "")
+    client = request.client.host if request.client else "?"
     target = form.get("next") or "/"
     if not target.startswith("/") or target.startswith("//"):
         target = "/"  # only local redirects: no open redirect through the login form
+    if (wait := auth.throttle.wait(name, client)) > 0:
+        error = f"too many failed logins: try again in {wait:.0f} s"
+        return render(request, "login.html", 429, error=error, next=target)
+    user = await run_in_threadpool(auth.authenticate, name, form.get("password", ""))
     if user is None:
+        auth.throttle.failed(name, client)
         log.info("failed login for a user name")  # no name: it may be a mistyped password
         return render(request, "login.html", 401, error="wrong user name or password", next=target)
+    auth.throttle.succeeded(name, client)
     request.session.clear()
     request.session["user"] = user.name
+    request.session["sid"] = auth.sessions.open(user.name)
     log.info("login: %s", user.name)
     return RedirectResponse(target, status_code=303)
 
@@ -308,6 +315,9 @@ async def login_post(request: Request) -> Response:
 async def logout_post(request: Request) -> Response:
     """End the session."""
     await check_csrf(request)
+    sid = request.session.get("sid")
+    if isinstance(sid, str):
+        request.app.state.auth.sessions.close(sid)  # a saved copy of the cookie stops working
     request.session.clear()
     return RedirectResponse("/login", status_code=303)
 
@@ -413,6 +423,7 @@ def create_web_app(
     users: str | None = None,
     secret_key: str | None = None,
     allowed_hosts: Sequence[str] = (),
+    https: bool = False,
 ) -> Starlette:
     """The viewer as an ASGI app.
 
@@ -427,6 +438,7 @@ def create_web_app(
         allowed_hosts: names (or addresses) the viewer is reached by, besides 127.0.0.1 and
             localhost: any other ``Host`` header gets 400 (DNS rebinding), and a POST whose
             ``Origin`` is not one of them gets 403.
+        https: the viewer is served over TLS: its session cookie is marked ``Secure``.
 
     Raises:
         ConfigError: login is required but no users are configured, or a user entry is bad.
@@ -466,7 +478,8 @@ def create_web_app(
             secret_key=secret_key or secrets.token_urlsafe(32),
             session_cookie="hie_viewer",
             same_site="strict",
-            https_only=False,
+            https_only=https,
+            max_age=SESSION_SECONDS,
         ),
         Middleware(LoginRequired),
     ]

@@ -20,13 +20,30 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(app: ASGIApp, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve ``app`` until SIGINT/SIGTERM.
+def serve(
+    app: ASGIApp,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> None:
+    """Serve ``app`` until SIGINT/SIGTERM, over TLS when ``tls_cert`` is given.
 
     uvicorn's own access log is off: it writes the query string, and a search URL holds patient
     identifiers (``field=PID-3=...``). ``hie.web.app.AccessLog`` logs the path only.
     """
     import uvicorn
 
-    log.info("viewer on http://%s:%d/", host, port)
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, proxy_headers=False)
+    scheme = "https" if tls_cert else "http"
+    log.info("viewer on %s://%s:%d/", scheme, host, port)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )

@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,31 @@ def test_hl7_operation_sends_over_tls_with_its_client_certificate(
     wait_for(lambda: h.store.header(refused.message_id).status == Status.ERROR, 60, "refused")
     received = h.store.find(source="Peer")
     assert [m.control_id for m in received] == ["S1"]
+
+
+def test_viewer_serves_https_and_marks_its_session_cookie_secure(
+    harness: Harness, pki: Path
+) -> None:
+    h = harness
+    h.write([{"name": "Rec", "class": "tests.hosts:RecordingOperation", "pool": "solo"}])
+    port = free_port()
+    viewer = h._spawn_cli(
+        ["web", str(h.path), "--port", str(port), "--tls-cert", str(pki / "server.pem"),
+         "--tls-key", str(pki / "server.key")],
+        log="viewer",
+    )  # fmt: skip
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+
+    def login_page() -> Any:
+        try:
+            return urllib.request.urlopen(
+                f"https://127.0.0.1:{port}/login", context=context, timeout=5
+            )
+        except OSError:
+            assert viewer.poll() is None, h.log("viewer")
+            return None
+
+    with wait_for(login_page, 60, "the viewer over HTTPS") as page:
+        cookie = page.headers["set-cookie"] or ""
+    assert "hie_viewer=" in cookie and "secure" in cookie.lower()
+    assert "samesite=strict" in cookie.lower()

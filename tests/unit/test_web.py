@@ -18,7 +18,7 @@ from hie.supervisor.control import ControlServer
 from hie.supervisor.rundir import RunDir
 from hie.store import MessageStore, Status
 from hie.web import create_web_app
-from hie.web.auth import hash_password
+from hie.web.auth import hash_password, verify_password
 from hie.web.search import MAX_OFFSET, parse_query
 from hie.web.trace_svg import hops, render_svg
 
@@ -322,6 +322,36 @@ def test_operator_can_resend_after_login(login_client: TestClient, store: Messag
     assert len(store.session(env.session_id)) == 2
     audit = [e.detail for e in store.events(env.message_id) if e.event == "audit"]
     assert audit[0].startswith("resend by olga")
+
+
+def test_logout_ends_the_session_even_for_a_saved_copy_of_the_cookie(
+    login_client: TestClient,
+) -> None:
+    assert login(login_client, "vic", "view-pass").status_code == 200
+    saved = dict(login_client.cookies)
+    assert login_client.get("/messages", follow_redirects=False).status_code == 200
+    token = csrf(login_client.get("/messages").text)
+    login_client.post("/logout", data={"csrf": token})
+    login_client.cookies.clear()
+    login_client.cookies.update(saved)  # the cookie as it was before logging out
+    replay = login_client.get("/messages", follow_redirects=False)
+    assert replay.status_code == 303 and replay.headers["location"].startswith("/login")
+
+
+def test_failed_logins_are_throttled_per_user_name(login_client: TestClient) -> None:
+    for _ in range(5):
+        assert login(login_client, "olga", "guess").status_code == 401
+    locked = login(login_client, "olga", "op-pass")  # even the right password waits now
+    assert locked.status_code == 429 and "too many failed logins" in locked.text
+    # Another user name is not held back by olga's failures.
+    assert login(login_client, "vic", "view-pass").status_code == 200
+
+
+def test_password_hashes_use_current_pbkdf2_parameters_and_old_ones_still_verify() -> None:
+    new = hash_password("pw")
+    assert new.startswith("pbkdf2_sha256$600000$")
+    assert verify_password("pw", new) and not verify_password("px", new)
+    assert verify_password("pw", hash_password("pw", iterations=260_000))
 
 
 def test_items_page_without_manager_says_so(client: TestClient, store: MessageStore) -> None:
