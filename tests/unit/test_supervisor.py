@@ -113,6 +113,7 @@ def test_a_silent_control_client_is_dropped_and_others_are_served(
     server = ControlServer(RecordingSupervisor(production), run.socket)
     server.start()
     try:
+        assert run.socket.stat().st_mode & 0o777 == 0o600  # its owner's only
         with socket.socket(socket.AF_UNIX) as silent:
             silent.connect(str(run.socket))
             silent.settimeout(5)
