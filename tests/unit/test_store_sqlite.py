@@ -296,8 +296,10 @@ def test_a_new_store_file_and_the_home_are_for_their_owner_only(tmp_path: Path) 
     from hie.store import MessageStore
 
     store = MessageStore(f"sqlite:///{tmp_path / 'data' / 'hie.db'}")
+    store.migrate()
     store.save(Envelope.wrap("MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\r", target="Out"))
     store.dispose()
+    assert (tmp_path / "data" / "hie.db").exists()
     for name in ("hie.db", "hie.db-wal"):
         path = tmp_path / "data" / name
         if path.exists():
