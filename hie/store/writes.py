@@ -133,6 +133,13 @@ def prepare(request: SaveRequest) -> Prepared:
     return Prepared(request, content, content_type, sha, msg_type, control_id)
 
 
+_IN_IDS = "message_id IN ({ids})"
+_IN_IDS_LOCKED_IN_ORDER = (
+    "message_id IN (SELECT message_id FROM messages WHERE message_id IN ({ids}) "
+    "ORDER BY message_id FOR UPDATE)"
+)
+
+
 class HotWrites:
     """The hot path's statements for one backend (``sqlite`` or ``postgresql``)."""
 
@@ -202,8 +209,19 @@ class HotWrites:
         return out
 
     def _m(self, sql: str) -> str:
-        """SQL written with ``?`` markers, in this backend's marker style."""
-        return sql if self.sqlite else sql.replace("?", "%s")
+        """SQL written with ``?`` markers, in this backend's marker style.
+
+        On PostgreSQL an ``UPDATE messages ... message_id IN ({ids})`` locks its rows in
+        message id order first: two transactions updating the same rows (the gateway recording
+        ACKs, a worker claiming the messages) otherwise lock them in whatever order their plans
+        meet them, deadlock, and one of them waits out ``deadlock_timeout`` (1 s) to be aborted.
+        SQLite has one writer at a time and needs no order.
+        """
+        if self.sqlite:
+            return sql
+        if sql.startswith("UPDATE messages ") and _IN_IDS in sql:
+            sql = sql.replace(_IN_IDS, _IN_IDS_LOCKED_IN_ORDER, 1)
+        return sql.replace("?", "%s")
 
     # -- new messages ----------------------------------------------------------------------------
     def save(self, conn: Connection, prepared: list[Prepared], tally: Tally) -> list[NewEvent]:
