@@ -4,9 +4,9 @@ Listens on 127.0.0.1:8080 by default, where no login is asked (only this machine
 On any other address a login is required: users come from ``--users FILE`` (default
 ``HIE_HOME/web-users``), one ``user:hash:role`` per line, role ``viewer`` or ``operator``;
 ``hie web --hash-password`` reads a password and prints its hash. Requests must name the viewer
-by 127.0.0.1, localhost, the ``--host`` address or an ``--allowed-host`` name (a page elsewhere
-cannot reach it through a DNS name rebound to this machine). ``--tls-cert``/``--tls-key`` serve
-HTTPS, and the session cookie is then marked Secure.
+by 127.0.0.1, localhost, the ``--host`` address (bound to every address: this machine's name)
+or an ``--allowed-host`` name: a page elsewhere cannot reach it through a DNS name rebound to
+this machine. ``--tls-cert``/``--tls-key`` serve HTTPS, and the session cookie is then Secure.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ def add_commands(subparsers: Any) -> None:
         default=[],
         metavar="NAME",
         help="a name the viewer is reached by (repeat for several); requests naming any other "
-        "host are refused. 127.0.0.1, localhost and the --host address are always allowed",
+        "host are refused. 127.0.0.1, localhost, the --host address (with --host 0.0.0.0: this "
+        "machine's name) are always allowed",
     )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
@@ -61,6 +62,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     from hie.config.loader import load_production
     from hie.web import create_web_app, is_loopback, serve
+    from hie.web.server import reachable_names
 
     users_file = Path(args.users) if args.users else settings.home / "web-users"
     if args.users and not users_file.is_file():
@@ -68,15 +70,12 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     users = users_file.read_text(encoding="utf-8") if users_file.is_file() else ""
     production = load_production(args.file)
-    hosts = list(args.allowed_host)
-    if args.host not in ("0.0.0.0", "::", ""):
-        hosts.append(args.host)
     app = create_web_app(
         settings,
         production,
         users=users,
         login_required=not is_loopback(args.host),
-        allowed_hosts=hosts,
+        allowed_hosts=reachable_names(args.host, args.allowed_host),
         https=bool(args.tls_cert),
     )
     serve(app, host=args.host, port=args.port, tls_cert=args.tls_cert, tls_key=args.tls_key)

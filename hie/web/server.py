@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp
 
@@ -18,6 +20,21 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def reachable_names(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """The names a viewer bound to ``host`` may be reached by, besides loopback's.
+
+    A specific address is one of them. Bound to every address (``0.0.0.0``, ``::``), so is this
+    machine's own name (``hostname``, and its fully qualified form), as a user on the network
+    types it; other names (a DNS alias, a proxy's) come from ``--allowed-host``.
+    """
+    names = list(extra)
+    if host in ("0.0.0.0", "::", ""):
+        names += [socket.gethostname(), socket.getfqdn()]
+    elif not is_loopback(host):
+        names.append(host)
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def serve(

@@ -250,6 +250,17 @@ def test_a_rebound_host_name_is_refused_and_so_is_a_post_from_another_origin(
     assert own.status_code == 200 and store.header(env.message_id).status == Status.SUSPENDED
 
 
+def test_a_viewer_bound_to_every_address_answers_to_this_machines_name() -> None:
+    import socket
+
+    from hie.web.server import reachable_names
+
+    everywhere = reachable_names("0.0.0.0", ["hie.example.org"])
+    assert everywhere[0] == "hie.example.org" and socket.gethostname() in everywhere
+    assert reachable_names("10.1.2.3") == ["10.1.2.3"]
+    assert reachable_names("127.0.0.1") == []  # loopback names are always allowed
+
+
 def test_suspend_and_discard_are_audited(client: TestClient, store: MessageStore) -> None:
     env = save(store, adt(1), status="error")
     token = csrf(client.get(f"/messages/{env.message_id}/suspend").text)
