@@ -12,7 +12,9 @@ more than ``k`` processes, and only process 0 runs the polling services and the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import signal
 from dataclasses import dataclass, field
 
@@ -23,6 +25,7 @@ from hie.service_runner import ServiceRunner
 from hie.settings import Settings
 from hie.startup import open_dispatcher, open_store
 from hie.store import GroupCommitter
+from hie.supervisor.rundir import RunDir, gateway_unit, ready_file
 from hie.supervisor.state import effective_production, load_state
 from mllp_gateway.health import HealthServer
 from mllp_gateway.loop_lag import LoopLag
@@ -113,6 +116,13 @@ class Gateway:
         self.committer.close()
         self.store.dispose()
 
+    def _announce(self) -> None:
+        """Write this process's ready file: every listener is bound (the manager waits for it)."""
+        folder = RunDir.of(self.settings, self.production.name).item(gateway_unit(self.process))
+        folder.mkdir(parents=True, exist_ok=True)
+        ports = {name: server.port for name, server in self.servers.items()}
+        ready_file(folder, os.getpid()).write_text(json.dumps({"pid": os.getpid(), "ports": ports}))
+
     async def serve_until_signalled(self) -> None:
         """Run until SIGINT or SIGTERM."""
         stop = asyncio.Event()
@@ -122,6 +132,7 @@ class Gateway:
         lag = LoopLag()
         lag.start()
         await self.start()
+        self._announce()
         ports = ", ".join(f"{n}:{s.port}" for n, s in self.servers.items())
         metrics = f"; metrics on port {self.health.port}" if self.health else ""
         print(

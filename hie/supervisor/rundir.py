@@ -18,6 +18,18 @@ if TYPE_CHECKING:
     from hie.settings import Settings
 
 
+def ready_file(folder: Path, pid: int) -> Path:
+    """The file process ``pid`` writes in its unit's ``folder`` once it serves: the manager
+    counts the unit as started when it exists (workers: Celery is consuming; gateways: every
+    listener is bound)."""
+    return folder / f"worker.{pid}.ready"
+
+
+def gateway_unit(process: int) -> str:
+    """The manager's name for gateway process ``process`` (``gateway``, ``gateway.1`` ...)."""
+    return "gateway" if process == 0 else f"gateway.{process}"
+
+
 def pid_alive(pid: int) -> bool:
     """True while a process with ``pid`` exists (one of another user counts as alive)."""
     try:

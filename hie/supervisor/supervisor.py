@@ -27,7 +27,7 @@ from hie.flow import QueueDepth
 from hie.production import Item, Production
 from hie.settings import Settings
 from hie.supervisor.control import ControlServer
-from hie.supervisor.rundir import RunDir, log_dir
+from hie.supervisor.rundir import RunDir, gateway_unit, log_dir
 from hie.supervisor.state import load_state, save_state
 from hie.supervisor.unit import Unit, pool_children, unit_state
 from hie.tasks.dispatcher import queue_name
@@ -35,7 +35,7 @@ from hie.tasks.dispatcher import queue_name
 log = logging.getLogger(__name__)
 
 _ORDER = {"operation": 0, "process": 1, "service": 2}
-GATEWAY = "gateway"
+GATEWAY = gateway_unit(0)
 RECOVERY = "recovery"
 #: A process that stayed up this long is healthy again: its failure count starts over.
 STABLE_SECONDS = 30.0
@@ -119,10 +119,13 @@ class Supervisor:
         if self._gateway_needed():
             for k in range(self._gateway_processes()):
                 argv = [*self._cli(), "gateway", str(self.file)]
-                name = GATEWAY if k == 0 else f"{GATEWAY}.{k}"
+                name = gateway_unit(k)
                 if k:
                     argv += ["--process", str(k)]
-                out.append(Unit(name, GATEWAY, argv, logs / f"{name}.log"))
+                # Started once it listens (its ready file): a sender right after `hie start
+                # --detach` finds the port open.
+                ready = RunDir.of(self.settings, self.name).item(name)
+                out.append(Unit(name, GATEWAY, argv, logs / f"{name}.log", ready_dir=ready))
         return out
 
     def _gateway_processes(self) -> int:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hie.supervisor.rundir import pid_alive
+from hie.supervisor.rundir import pid_alive, ready_file
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Unit:
             return False
         if self.ready_dir is None:
             return True
-        return (self.ready_dir / f"worker.{pid}.ready").exists()
+        return ready_file(self.ready_dir, pid).exists()
 
     def start(self, env: dict[str, str]) -> None:
         """Launch (or relaunch) the process in its own session, output appended to its log."""

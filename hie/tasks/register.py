@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from celery import signals
 
 from hie.hooks import hooks_for
+from hie.supervisor.rundir import ready_file
 from hie.tasks.base import HostTask, ItemRuntime
 from hie.tasks.dispatcher import Dispatcher, item_queue, queue_name
 
@@ -136,6 +137,6 @@ def install_lifecycle(runtimes: dict[str, ItemRuntime], *, pool: str, run_dir: P
         def announce(**_: Any) -> None:
             run_dir.mkdir(parents=True, exist_ok=True)
             info = {"pid": os.getpid(), "items": sorted(runtimes), "pool": pool}
-            (run_dir / f"worker.{os.getpid()}.ready").write_text(json.dumps(info))
+            ready_file(run_dir, os.getpid()).write_text(json.dumps(info))
 
         signals.worker_ready.connect(announce, weak=False)

@@ -93,6 +93,18 @@ def stop_or_kill(h: Harness) -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
+def test_start_detach_returns_once_the_gateway_listens(harness: Harness) -> None:
+    h = harness
+    port = free_port()
+    h.write(items(port))
+    with running(h):
+        # No waiting: a sender right after `hie start --detach` finds the port open.
+        with BlockingMLLPClient("127.0.0.1", port, connect_timeout=1) as client:
+            assert ack_code(HL7Message(client.send(adt(1)))) == "AA"
+        ready = list((h.settings.home / "run" / h.name / "gateway").glob("worker.*.ready"))
+        assert len(ready) == 1 and str(port) in ready[0].read_text()
+
+
 def test_status_kill_disable_enable_restart_update_and_metrics(harness: Harness) -> None:
     h = harness
     port, metrics = free_port(), free_port()
