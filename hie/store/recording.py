@@ -7,7 +7,7 @@ worker's batch: ``claim`` then ``record_hops``) runs the few statements of
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Unpack
 from uuid import UUID
@@ -210,7 +210,24 @@ class Recording(Database):
         with self._write(f"claim {len(envelopes)} message(s) at {item}") as conn:
             return self._hot.claim(conn, envelopes, item, set(redelivered))
 
-    def record_hops(self, records: Sequence[HopRecord], *, running: Sequence[str] = ()) -> None:
+    def check(self, envelopes: Sequence[Envelope], item: str) -> dict[str, Claim] | None:
+        """``claim`` as a read: which messages to skip and which attempt each of the others
+        would be, leaving them as they are (None if the store has not seen one of them).
+
+        For a business process, whose work is only what it records: its batch runs on this
+        read, and ``record_hops(claim=...)`` takes the messages in the same transaction that
+        records what they did. One write transaction per hop instead of two.
+        """
+        with self._read(f"check {len(envelopes)} message(s) at {item}") as conn:
+            return self._hot.check(conn, envelopes, item)
+
+    def record_hops(
+        self,
+        records: Sequence[HopRecord],
+        *,
+        running: Sequence[str] = (),
+        claim: Mapping[str, datetime] | None = None,
+    ) -> set[str]:
         """How a batch's hops ended, ALL in one transaction.
 
         For each record: the message's status and event, the messages it sends on (saved as
@@ -218,13 +235,15 @@ class Recording(Database):
         and for a completed hop the delivery record (message id + item). A worker killed before
         the commit leaves nothing half done (the batch runs again, and what it would send was
         never published); one killed after it never repeats these hops. ``running``: messages
-        of the batch still to come, whose ``in_progress`` clock is reset (a long batch is not
-        taken for a lost one).
+        of the batch still to come, whose clock is reset (a long batch is not taken for a lost
+        one). ``claim``: messages run on a ``check`` (with when each started), taken here as
+        ``claim`` would have; returns those no longer there to take (set aside by an operator or
+        completed by another copy meanwhile), whose records were dropped.
         """
         if not records and not running:
-            return
+            return set()
         with self._write(f"record {len(records)} hop(s)") as conn:
-            self._hot.record(conn, records, running)
+            return self._hot.record(conn, records, running, claim)
 
     def requeue(
         self, message_id: str | UUID, expected: Status | str, seen_at: datetime, detail: str

@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -387,19 +387,7 @@ class HotWrites:
         by_id = {str(e.message_id): e for e in envelopes}
         ids = list(by_id)
         stamp = now()
-        # One statement takes every message that may run, and says which attempt it is.
-        head = self._m(
-            "UPDATE messages SET status = ?, updated_at = ?, attempts = attempts + 1 "
-            "WHERE message_id IN ({ids}) AND status NOT IN (?, ?) AND NOT EXISTS (SELECT 1 "
-            "FROM deliveries WHERE deliveries.message_id = messages.message_id "
-            "AND deliveries.target = ?) RETURNING message_id, attempts"
-        )
-        # The IN list comes first in the text, but the markers before it are the SET values.
-        started: dict[str, int] = {}
-        for chunk in chunks(ids):
-            sql = head.format(ids=self.marks(len(chunk)))
-            params = (str(Status.IN_PROGRESS), self.ts(stamp), *chunk, *SET_ASIDE, item)
-            started.update(dict(conn.exec_driver_sql(sql, params).fetchall()))
+        started = self._start(conn, ids, item, stamp)
         claims = {mid: Claim(attempt=n) for mid, n in started.items()}
         tally = Tally()
         if len(started) < len(ids):
@@ -436,6 +424,49 @@ class HotWrites:
         ]
         self.events(conn, events)
         self.count(conn, tally)
+        return claims
+
+    def _start(
+        self, conn: Connection, ids: Sequence[str], item: str, stamp: datetime
+    ) -> dict[str, int]:
+        """Move every message of ``ids`` that may run at ``item`` to ``in_progress``, one more
+        attempt; returns the attempt number of each one moved."""
+        head = self._m(
+            "UPDATE messages SET status = ?, updated_at = ?, attempts = attempts + 1 "
+            "WHERE message_id IN ({ids}) AND status NOT IN (?, ?) AND NOT EXISTS (SELECT 1 "
+            "FROM deliveries WHERE deliveries.message_id = messages.message_id "
+            "AND deliveries.target = ?) RETURNING message_id, attempts"
+        )
+        # The IN list comes first in the text, but the markers before it are the SET values.
+        started: dict[str, int] = {}
+        for chunk in chunks(ids):
+            sql = head.format(ids=self.marks(len(chunk)))
+            params = (str(Status.IN_PROGRESS), self.ts(stamp), *chunk, *SET_ASIDE, item)
+            started.update(dict(conn.exec_driver_sql(sql, params).fetchall()))
+        return started
+
+    def check(
+        self, conn: Connection, envelopes: Sequence[Envelope], item: str
+    ) -> dict[str, Claim] | None:
+        """See ``MessageStore.check``."""
+        ids = [str(e.message_id) for e in envelopes]
+        head = self._m(
+            "SELECT message_id, status, attempts, EXISTS (SELECT 1 FROM deliveries WHERE "
+            "deliveries.message_id = messages.message_id AND deliveries.target = ?) "
+            "FROM messages WHERE message_id IN ({ids})"
+        )
+        rows = {row[0]: row[1:] for row in self.where_in(conn, head, ids, (item,))}
+        if len(rows) < len(ids):
+            return None  # one the store has never seen: the claim saves it
+        claims: dict[str, Claim] = {}
+        for mid in ids:
+            status, attempts, done = rows[mid]
+            if done:
+                claims[mid] = Claim(skip="already completed")
+            elif status in SET_ASIDE:
+                claims[mid] = Claim(skip=f"it is {status}")
+            else:
+                claims[mid] = Claim(attempt=int(attempts or 0) + 1)
         return claims
 
     def _not_started(
@@ -481,10 +512,29 @@ class HotWrites:
         return claims
 
     def record(
-        self, conn: Connection, records: Sequence[HopRecord], running: Sequence[str]
-    ) -> None:
-        """See ``MessageStore.record_hops``."""
+        self,
+        conn: Connection,
+        records: Sequence[HopRecord],
+        running: Sequence[str],
+        claim: Mapping[str, datetime] | None = None,
+    ) -> set[str]:
+        """See ``MessageStore.record_hops``; returns the ids of ``claim`` it dropped."""
         stamp = now()
+        events: list[NewEvent] = []
+        dropped: set[str] = set()
+        if claim:
+            # Messages run on a read (``check``): take them now, and keep only what they did
+            # for those still there to take (an operator may have set one aside meanwhile).
+            started = self._start(conn, list(claim), records[0].item, stamp)
+            dropped = set(claim) - started.keys()
+            records = [r for r in records if r.message_id not in dropped]
+            pid = os.getpid()
+            events += [
+                NewEvent(m, "started", r.item, f"attempt {started[m]}", None, r.session_id,
+                         claim[m], pid)
+                for r in records
+                if (m := r.message_id) in started
+            ]  # fmt: skip
         prepared = [
             prepare(SaveRequest(c, Status.QUEUED, event="queued", item=c.target))
             for r in records
@@ -496,7 +546,7 @@ class HotWrites:
             if r.reply is not None
         ]
         tally = Tally()
-        events = self.save(conn, prepared, tally) if prepared else []
+        events += self.save(conn, prepared, tally) if prepared else []
         self._statuses(conn, records, stamp, tally)
         acks = [
             AckRecord(r.message_id, r.ack[0], r.ack[1], "ack_received", r.item, r.session_id)
@@ -542,11 +592,15 @@ class HotWrites:
             columns = ("message_id", "target", "completed_at")
             self.insert(conn, "deliveries", columns, delivered, tail=" ON CONFLICT DO NOTHING")
         if running:
-            head = "UPDATE messages SET updated_at = ? WHERE status = ? AND message_id IN ({ids})"
-            self.where_in(
-                conn, self._m(head), list(running), (self.ts(stamp), str(Status.IN_PROGRESS))
+            # Queued too: the messages of a batch run on a read are taken when recorded.
+            head = (
+                "UPDATE messages SET updated_at = ? WHERE status IN (?, ?) "
+                "AND message_id IN ({ids})"
             )
+            params = (self.ts(stamp), str(Status.IN_PROGRESS), str(Status.QUEUED))
+            self.where_in(conn, self._m(head), list(running), params)
         self.count(conn, tally)
+        return dropped
 
     def _statuses(
         self, conn: Connection, records: Sequence[HopRecord], stamp: datetime, tally: Tally

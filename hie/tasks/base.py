@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Seconds a worker must have been idle before a task for it to skip looking for company.
+IDLE_GAP = 0.02
+
 
 @dataclass
 class ItemRuntime:
@@ -54,6 +58,10 @@ class ItemRuntime:
     _hold: KeyHold | None = None
     _extras_ready: bool = False
     _drainer: Drainer | None = None
+    #: When this process last finished a task (monotonic), and whether its last look for
+    #: company found any: see ``wants_company``.
+    _last_done: float | None = None
+    _found_company: bool = True
 
     def _extras(self) -> None:
         if self._extras_ready:
@@ -84,6 +92,24 @@ class ItemRuntime:
         """Per-key holds of an item ordered by key over partitions."""
         self._extras()
         return self._hold
+
+    def wants_company(self) -> bool:
+        """Whether a task starting now should look for more tasks waiting in its queue.
+
+        Not when this process had been idle for ``IDLE_GAP`` and found nothing the last time:
+        an idle worker is handed a task as soon as one is queued, so its queue was empty a
+        moment ago, and asking the broker again costs a round trip (about a millisecond) of
+        every message at low rates for nothing. A busy worker (its next task came within
+        ``IDLE_GAP``) always looks: that is when tasks wait.
+        """
+        last = self._last_done
+        return last is None or self._found_company or time.monotonic() - last < IDLE_GAP
+
+    def task_done(self, found_company: bool | None) -> None:
+        """A task of this process ended; ``found_company``: what its look found (None: none)."""
+        self._last_done = time.monotonic()
+        if found_company is not None:
+            self._found_company = found_company
 
     def drainer(self, app: Celery) -> Drainer:
         """This process's drainer (one broker connection per thread, opened on first use)."""
@@ -135,7 +161,17 @@ class HostTask(Task):  # type: ignore[misc]
         wires = batch if isinstance(batch, list) else [batch]  # one envelope: an older sender
         # A retry, or a request someone waits on, goes alone; anything else takes company.
         alone = first_attempt is not None or not get_actual_ignore_result(self, self.request)
-        taken = [] if alone else self._take_more(len(wires))
+        runtime = self.runtime
+        looked = not alone and runtime.wants_company()
+        taken = self._take_more(len(wires)) if looked else []
+        try:
+            return self._handle(wires, first_attempt, taken)
+        finally:
+            runtime.task_done(bool(taken) if looked else None)
+
+    def _handle(
+        self, wires: list[dict[str, Any]], first_attempt: float | None, taken: list[Taken]
+    ) -> Any:
         delivery = self.request.delivery_info or {}
         mine = [Envelope.from_wire(w) for w in wires]
         theirs = [[Envelope.from_wire(w) for w in t.wires] for t in taken]

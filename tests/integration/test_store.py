@@ -328,6 +328,77 @@ def test_last_errors_give_each_items_newest_error(store: MessageStore) -> None:
     store.ping()
 
 
+# -- a business process's claim, folded into its record ----------------------------------------
+
+
+def _done(envelope: Envelope, item: str, **fields: Any) -> HopRecord:
+    base: dict[str, Any] = {"status": Status.COMPLETED, "event": "completed", "delivered": True}
+    return HopRecord(str(envelope.message_id), str(envelope.session_id), item, **(base | fields))
+
+
+def test_a_check_reads_what_a_claim_would_take_and_the_record_takes_it(store: MessageStore) -> None:
+    # Given a queued message, one already completed at Router, one suspended
+    queued, done, held, stranger = (hl7_envelope() for _ in range(4))
+    store.save_many([queued, done, held])
+    store.claim([done], "Router")
+    store.record_hops([_done(done, "Router")])
+    store.set_status(held.message_id, "suspended")
+
+    # When a business process checks them: the same answers as a claim, nothing written
+    checked = store.check([queued, done, held], "Router")
+    assert checked is not None
+    assert checked[str(queued.message_id)].attempt == 1
+    assert checked[str(done.message_id)].skip == "already completed"
+    assert checked[str(held.message_id)].skip == "it is suspended"
+    assert store.header(queued.message_id).status is Status.QUEUED
+    assert store.header(queued.message_id).attempts == 0
+    # ... and a message the store has never seen makes it a claim's job (it saves the message)
+    assert store.check([queued, stranger], "Router") is None
+
+    # When its hop is recorded with the claim folded in
+    began = datetime.now(UTC)
+    child = queued.child(queued.body, target="Out", source="Router")
+    dropped = store.record_hops(
+        [_done(queued, "Router", children=(child,))], claim={str(queued.message_id): began}
+    )
+
+    # Then the message was taken (one attempt, started when it began) and completed
+    assert dropped == set()
+    header = store.header(queued.message_id)
+    assert (header.status, header.attempts) == (Status.COMPLETED, 1)
+    trail = store.events(queued.message_id)
+    assert [e.event for e in trail] == ["stored", "started", "completed"]
+    assert trail[1].at == began and trail[-2].detail == "attempt 1"
+    assert store.header(child.message_id).status is Status.QUEUED
+
+
+def test_a_folded_claim_drops_what_was_set_aside_meanwhile(store: MessageStore) -> None:
+    # Given two messages checked by a process, one discarded by an operator while it ran
+    kept, discarded = hl7_envelope(), hl7_envelope()
+    store.save_many([kept, discarded])
+    assert store.check([kept, discarded], "Router") is not None
+    store.set_status(discarded.message_id, "discarded")
+
+    # When their hops are recorded, each with a child
+    children = [m.child(m.body, target="Out", source="Router") for m in (kept, discarded)]
+    began = datetime.now(UTC)
+    dropped = store.record_hops(
+        [
+            _done(m, "Router", children=(c,))
+            for m, c in zip((kept, discarded), children, strict=True)
+        ],
+        claim={str(kept.message_id): began, str(discarded.message_id): began},
+    )
+
+    # Then the discarded one stays discarded, its child never stored: it is the one dropped
+    assert dropped == {str(discarded.message_id)}
+    assert store.header(discarded.message_id).status is Status.DISCARDED
+    with pytest.raises(StoreError):
+        store.header(children[1].message_id)
+    assert store.header(kept.message_id).status is Status.COMPLETED
+    assert store.header(children[0].message_id).status is Status.QUEUED
+
+
 # -- idempotent delivery -------------------------------------------------------------------------
 
 
