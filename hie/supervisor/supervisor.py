@@ -352,37 +352,44 @@ class Supervisor:
             return {"added": added, "removed": removed, "changed": changed, "toggled": toggled}
 
     def snapshot(self) -> dict[str, Any]:
-        """What the running manager knows: per item its process state and pids (no I/O)."""
-        with self.lock:
-            items = []
-            for item in self.production.items:
-                kind = self.kind(item.name)
-                unit = self.units.get(GATEWAY if kind == "service" else item.name)
-                enabled = self.enabled(item.name)
-                pid = unit.pid if unit is not None else None
-                prefork = kind != "service" and item.pool == "prefork"
-                children = pool_children(pid) if pid and prefork else []
-                items.append(
-                    {
-                        "name": item.name,
-                        "kind": kind,
-                        "enabled": enabled,
-                        "state": unit_state(unit, enabled),
-                        "pid": pid,
-                        "pool_pids": children,
-                        "restarts": unit.restarts if unit is not None else 0,
-                        "pool": None if kind == "service" else item.pool,
-                        "pool_size": None if kind == "service" else item.pool_size,
-                    }
-                )
-            extras = [
-                {"name": u.name, "kind": u.kind, "state": unit_state(u, True), "pid": u.pid}
-                for u in self.units.values()
-                if u.kind in ("extra", GATEWAY)
-            ]
+        """What the running manager knows: per item its process state and pids (no I/O).
+
+        It never waits for ``lock``: while a tier starts (up to two minutes of readiness wait)
+        or a stop drains, ``hie status`` must still answer. It reads copies of what the lock
+        guards, taken at once (each copy is one step under the GIL), so it may show a unit as
+        ``starting`` a moment before it is ready, never a half-changed table.
+        """
+        production, file = self.production, self.file
+        units, overrides = dict(self.units), dict(self.overrides)
+        items = []
+        for item in production.items:
+            kind = production.host_class(item.name).kind
+            unit = units.get(GATEWAY if kind == "service" else item.name)
+            enabled = overrides.get(item.name, item.enabled)
+            pid = unit.pid if unit is not None else None
+            prefork = kind != "service" and item.pool == "prefork"
+            children = pool_children(pid) if pid and prefork else []
+            items.append(
+                {
+                    "name": item.name,
+                    "kind": kind,
+                    "enabled": enabled,
+                    "state": unit_state(unit, enabled),
+                    "pid": pid,
+                    "pool_pids": children,
+                    "restarts": unit.restarts if unit is not None else 0,
+                    "pool": None if kind == "service" else item.pool,
+                    "pool_size": None if kind == "service" else item.pool_size,
+                }
+            )
+        extras = [
+            {"name": u.name, "kind": u.kind, "state": unit_state(u, True), "pid": u.pid}
+            for u in units.values()
+            if u.kind in ("extra", GATEWAY)
+        ]
         return {
-            "production": self.name,
-            "file": str(self.file),
+            "production": production.name,
+            "file": str(file),
             "manager_pid": os.getpid(),
             "items": items,
             "processes": extras,

@@ -167,3 +167,53 @@ def test_dotted_paths_name_classes_with_a_colon_or_a_dot() -> None:
         import_object("Settings")
     with pytest.raises(AttributeError):
         import_object("hie.settings:Nothing")
+
+
+def test_status_answers_at_once_while_a_tier_waits_to_be_ready(
+    production: Production, settings: Settings, tmp_path: Path
+) -> None:
+    import threading
+    import time
+
+    from hie.supervisor.supervisor import Supervisor
+    from hie.supervisor.unit import Unit
+
+    # Given a manager starting an operation whose process never says it is ready (a real
+    # process that only sleeps), so the tier waits for it with the manager's lock held
+    supervisor = Supervisor(production, tmp_path / "p.yaml", settings)
+    ready_dir = tmp_path / "ready"
+    ready_dir.mkdir()
+    slow = Unit(
+        "ADT.Out", "operation", [sys.executable, "-c", "import time; time.sleep(60)"],
+        tmp_path / "out.log", ready_dir=ready_dir,
+    )  # fmt: skip
+    supervisor.plan = lambda: [slow]  # type: ignore[method-assign]
+    starting = threading.Thread(target=supervisor.start, daemon=True)
+    starting.start()
+    try:
+        deadline = time.monotonic() + 10
+        while slow.pid is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert slow.pid is not None, "the unit was started"
+
+        # When status is asked through the control socket meanwhile
+        run = RunDir.of(settings, production.name)
+        run.path.mkdir(parents=True, exist_ok=True)
+        server = ControlServer(supervisor, run.socket)
+        server.start()
+        try:
+            began = time.monotonic()
+            answer = call(run.socket, {"command": "status"}, timeout=5)
+            took = time.monotonic() - began
+        finally:
+            server.close()
+
+        # Then it answers at once, showing the unit as starting, while the tier still waits
+        assert took < 2, f"status took {took:.1f} s"
+        states = {i["name"]: i["state"] for i in answer["items"]}
+        assert states["ADT.Out"] == "starting"
+        assert starting.is_alive(), "the manager is still waiting for the tier"
+    finally:
+        supervisor.stopping.set()
+        starting.join(10)
+        slow.terminate(5)
