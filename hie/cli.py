@@ -99,28 +99,65 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     ensure_broker(settings)
     if item.partitions > 1 and args.partition is None:
-        return _run_partitions(args, item.partitions)
+        return _run_partitions(args, settings, production)
     _run_worker(args, settings, production, item)
     return 0
 
 
-def _run_partitions(args: argparse.Namespace, partitions: int) -> int:
-    """One worker process per sub-queue of an item ordered by key; stop them all together."""
+def _run_partitions(args: argparse.Namespace, settings: Settings, production: Any) -> int:
+    """One worker process per sub-queue of an item ordered by key, run as one unit.
+
+    The manager watches this process: it says it is ready (its own ready file) once every
+    sub-queue's worker is, and it exits as soon as one of them does (stopping the others), so
+    the manager restarts them together instead of leaving a sub-queue without its consumer.
+    """
     import signal
     import subprocess
+    import time
 
+    from hie.supervisor.rundir import ready_file
+
+    item = production.item(args.item)
+    ready_dir = RunDir.of(settings, production.name).item(item.name)
     base = [sys.executable, "-m", "hie.cli", "worker", args.file, args.item]
-    children = [subprocess.Popen([*base, "--partition", str(k)]) for k in range(partitions)]
+    children = [subprocess.Popen([*base, "--partition", str(k)]) for k in range(item.partitions)]
+    mine = ready_file(ready_dir, os.getpid())
+    stopping: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        stopping.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return max(codes, default=0)
+    failed: int | None = None
+    try:
+        announced = False
+        while not stopping:
+            exited = [c for c in children if c.poll() is not None]
+            if exited:
+                failed = exited[0].returncode
+                log.error(
+                    "%s: the worker of sub-queue %d exited with %s; stopping the others",
+                    item.name, children.index(exited[0]), exited[0].returncode,
+                )  # fmt: skip
+                forward(signal.SIGTERM, None)
+                break
+            if not announced and all(ready_file(ready_dir, c.pid).exists() for c in children):
+                ready_dir.mkdir(parents=True, exist_ok=True)
+                pids = [c.pid for c in children]
+                mine.write_text(json.dumps({"pid": os.getpid(), "partitions": pids}))
+                announced = True
+            time.sleep(0.2)
+        codes = [child.wait() for child in children]
+    finally:
+        mine.unlink(missing_ok=True)
+    if failed is not None:
+        return abs(failed) or 1  # a sub-queue lost its worker: the manager restarts the unit
+    stopped = (0, -signal.SIGTERM, -signal.SIGINT)
+    return 0 if all(code in stopped for code in codes) else 1
 
 
 def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, item: Any) -> None:

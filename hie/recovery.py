@@ -216,8 +216,9 @@ class RecoverySweeper:
     def _alert_queues(self) -> int:
         raised = 0
         if self.alert_depth is not None:
-            for item in self.items:
-                depth = self._queue_depth(self.dispatcher.queue(item))
+            # Messages, as status and /metrics count them: on the broker (every sub-queue of an
+            # item ordered by key), retrying or parked behind a failing one of their key.
+            for item, depth in self.store.waiting(list(self.items)).items():
                 if depth >= self.alert_depth:
                     text = f"queue of {item} holds {depth} messages (alert at {self.alert_depth})"
                     raised += self._queue_alert(item, "queue_depth", text)

@@ -30,7 +30,7 @@ from hie.supervisor.control import ControlServer
 from hie.supervisor.rundir import RunDir, gateway_unit, log_dir
 from hie.supervisor.state import load_state, save_state
 from hie.supervisor.unit import Unit, pool_children, unit_state
-from hie.tasks.dispatcher import queue_name
+from hie.tasks.dispatcher import queue_names
 
 log = logging.getLogger(__name__)
 
@@ -211,14 +211,15 @@ class Supervisor:
 
     def queued(self) -> int:
         """Messages queued for the enabled workers (what a graceful stop drains)."""
-        items = [
-            i.name
+        queues = [
+            q
             for i in self.production.items
             if self.kind(i.name) != "service" and self.enabled(i.name)
+            for q in queue_names(self.name, i.name, i.partitions)  # sub-queues too
         ]
         depths = QueueDepth(self.settings.broker_url, timeout=self.settings.broker_socket_timeout)
         try:
-            return sum(depths.read_many([queue_name(self.name, n) for n in items]).values())
+            return sum(depths.read_many(queues).values())
         finally:
             depths.close()
 

@@ -42,6 +42,13 @@ def queue_name(production: str, item: str) -> str:
     return f"hie.{production}.{item}"
 
 
+def queue_names(production: str, item: str, partitions: int = 1) -> list[str]:
+    """Every queue ``item`` is consumed from: its own, and for an item ordered by key over
+    ``partitions`` sub-queues each of those (where its messages actually wait)."""
+    name = queue_name(production, item)
+    return [name] + [f"{name}.p{k}" for k in range(partitions if partitions > 1 else 0)]
+
+
 def broker_priority(priority: int, *, redis: bool) -> int:
     """Map HIE priority (9 most urgent) onto the broker's own scale."""
     return 9 - priority if redis else priority

@@ -112,20 +112,26 @@ def test_queue_depth_threshold_raises_an_alert(harness: Harness, smtp: tuple[Inb
         [
             {"name": "Slow", "class": "HL7TCPOperation",
              "settings": {"host": "127.0.0.1", "port": 9}},
+            {"name": "Keyed", "class": "HL7TCPOperation", "ordering_key": "PID-3.1",
+             "partitions": 4, "settings": {"host": "127.0.0.1", "port": 9}},
             {"name": "Ens.Alert", "class": "EmailAlertOperation", "pool": "solo",
              "settings": {"smtp_server": "127.0.0.1", "smtp_port": smtp_port,
                           "recipients": ["oncall@example.org"]}},
         ]
     )  # fmt: skip
     harness.start_worker("Ens.Alert")
-    # Given 20 messages waiting in a queue nobody consumes
+    # Given 20 messages waiting in a queue nobody consumes, and 12 spread over the four
+    # sub-queues of an item ordered by patient (its own queue stays empty)
     for n in range(20):
         harness.send("Slow", adt(n))
+    for n in range(12):
+        harness.send("Keyed", adt(100 + n))
     sweeper = RecoverySweeper(
         harness.store, harness.dispatcher, harness.production, stale_after=600, alert_depth=10
     )
-    assert sweeper.sweep_once().alerts == 1
-    wait_for(lambda: inbox.mails, 30, "the queue depth mail")
-    assert (
-        "queue_depth" in inbox.mails[0]["Subject"] and "20 messages" in inbox.mails[0].get_payload()
-    )
+    assert sweeper.sweep_once().alerts == 2
+    wait_for(lambda: len(inbox.mails) == 2, 30, "the queue depth mails")
+    texts = sorted(str(m.get_payload()) for m in inbox.mails)
+    assert all("queue_depth" in m["Subject"] for m in inbox.mails)
+    assert "queue of Keyed holds 12 messages" in texts[0]
+    assert "queue of Slow holds 20 messages" in texts[1]

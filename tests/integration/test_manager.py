@@ -202,6 +202,64 @@ def test_stop_during_a_run_loses_nothing_and_the_rest_runs_at_next_start(harness
     assert done_at_stop < 500, "the test should stop mid-run"
 
 
+def keyed_items(port: int, partitions: int, delay: float) -> list[dict[str, Any]]:
+    """In -> Op, Op ordered by patient (PID-3.1) over ``partitions`` sub-queues."""
+    return [
+        {"name": "In", "class": "HL7TCPService", "targets": ["Op"], "settings": {"port": port}},
+        {"name": "Op", "class": "tests.hosts:RecordingOperation", "ordering_key": "PID-3.1",
+         "partitions": partitions, "settings": {"delay": delay, "batch_size": 1}},
+    ]  # fmt: skip
+
+
+def patient_adt(n: int, patient: int) -> bytes:
+    return (
+        f"MSH|^~\\&|SEND|FAC|RECV|FAC|20260101120000||ADT^A08^ADT_A01|K{n:05d}|P|2.5.1\r"
+        f"PID|1||P{patient}^^^HOSP^MR||DOE^JANE\r"
+    ).encode()
+
+
+def test_an_item_ordered_over_partitions_runs_restarts_and_drains_under_the_manager(
+    harness: Harness,
+) -> None:
+    h = harness
+    port = free_port()
+    h.write(keyed_items(port, partitions=3, delay=0.2))
+    started = time.monotonic()
+    with running(h):
+        # Given: start --detach returned once the three sub-queue workers were ready
+        print(f"start --detach took {time.monotonic() - started:.1f}s")
+        before = status(h)["Op"]
+        assert before["state"] == "running"
+        ready = list((h.settings.home / "run" / h.name / "Op").glob("worker.*.ready"))
+        assert len(ready) == 4, "one ready file per sub-queue worker, one for the item's unit"
+
+        # When one sub-queue's worker is killed, the item restarts as a whole
+        subqueue_workers = [
+            int(c) for c in Path(f"/proc/{before['pid']}/task/{before['pid']}/children")
+            .read_text().split()
+        ]  # fmt: skip
+        assert len(subqueue_workers) == 3
+        os.kill(subqueue_workers[1], signal.SIGKILL)
+        wait_for(
+            lambda: (s := status(h)["Op"])["state"] == "running" and s["pid"] != before["pid"],
+            90,
+            "Op restarted with all its sub-queues",
+        )
+
+        # ... and messages for every sub-queue flow: 30 over 10 patients, one per task
+        with BlockingMLLPClient("127.0.0.1", port) as client:
+            acks = [HL7Message(client.send(patient_adt(n, n % 10))) for n in range(30)]
+        assert [ack_code(a) for a in acks] == ["AA"] * 30
+
+        # When it is stopped with a drain timeout while most of them still wait in sub-queues
+        assert completed(h, "Op") < 30, "the test should stop with messages queued"
+        out = hie(h, "stop", "--drain-timeout", "60")
+        assert out.returncode == 0, out.stdout + out.stderr
+
+    # Then the stop waited for the sub-queues: every message was delivered before it stopped
+    assert completed(h, "Op") == 30
+
+
 def test_start_refuses_a_second_manager_and_status_works_when_stopped(harness: Harness) -> None:
     h = harness
     h.write(items(free_port()))
