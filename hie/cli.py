@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from hie.errors import ConfigError, HIEError, ProductionError
 from hie.settings import Settings, get_settings, make_home_private
 from hie.supervisor.rundir import RunDir
@@ -240,6 +242,7 @@ COMMAND_MODULES: list[str] = [
     "hie.commands.manage",
     "hie.commands.web",
     "hie.commands.messages",
+    "hie.commands.db",
 ]
 
 
@@ -296,7 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``manage.py`` and the ``hie`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        # A bad HIE_* variable: say which and why, one line each, no traceback.
+        for error in exc.errors():
+            name = "HIE_" + "_".join(str(part) for part in error["loc"]).upper()
+            reason = str(error["msg"]).removeprefix("Value error, ")
+            print(f"error: {reason if name in reason else f'{name}: {reason}'}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -313,6 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except (ConfigError, HIEError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line for the user; the traceback at --log-level DEBUG
+        log.debug("%s failed", args.command, exc_info=True)
+        print(
+            f"error: {type(exc).__name__}: {exc} (run with --log-level DEBUG for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

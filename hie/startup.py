@@ -20,14 +20,21 @@ if TYPE_CHECKING:
     from hie.settings import Settings
 
 
-def open_store(settings: Settings, *, durable: bool = False) -> MessageStore:
-    """The message store for ``settings``, migrated to the current schema.
+def open_store(settings: Settings, *, durable: bool = False, upgrade: bool = True) -> MessageStore:
+    """The message store for ``settings``, at the current schema.
 
     ``durable``: for processes that take custody of inbound messages (a service deletes its source
     file or answers its sender once the message is stored): each commit survives a power cut.
+    ``upgrade``: migrate a store an older HIE made (what runs a production does: ``start``, the
+    manager, workers, gateways); commands that only look or make small changes pass False and
+    get a ``StoreError`` saying to run ``hie db upgrade`` instead (a new store is set up either
+    way).
     """
     store = MessageStore(settings.database_url, durable=durable)
-    store.migrate()
+    if upgrade:
+        store.migrate()
+    else:
+        store.ensure_schema()
     return store
 
 

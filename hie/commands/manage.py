@@ -203,7 +203,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if production is None:
         assert running is not None
         production = _load(running["file"])
-    store = open_store(settings)
+    store = open_store(settings, upgrade=False)
     try:
         rows = full_status(production, store, running, load_state(settings, name))
     finally:

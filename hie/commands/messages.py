@@ -109,7 +109,7 @@ def _store(settings: Settings) -> MessageStore:
     # hie.startup imports Celery, which only resend needs: keep the read-only commands quick.
     from hie.startup import open_store
 
-    return open_store(settings)
+    return open_store(settings, upgrade=False)
 
 
 def resolve(store: MessageStore, ident: str) -> MessageHeader:

@@ -8,6 +8,7 @@ as a ``StoreError`` naming what was being done.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -26,6 +29,31 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # Alembic keeps its running migration context in a module global: one migration per process at
 # a time. Between processes, a PostgreSQL advisory lock or SQLite's write lock serialises them.
 _MIGRATE_LOCK = threading.Lock()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    # No sqlalchemy.url: env.py uses our connection (and configparser would choke on the "%" of
+    # an escaped password or query string).
+    return config
+
+
+@contextmanager
+def _quiet_alembic() -> Iterator[None]:
+    """Alembic's INFO lines ("Context impl SQLiteImpl" ...) kept out of every command's output."""
+    logger = logging.getLogger("alembic")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def head_revision() -> str | None:
+    """The newest schema revision this HIE knows."""
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
 def describe(exc: SQLAlchemyError) -> str:
@@ -58,6 +86,11 @@ class Database:
         )
         self._hot = HotWrites(self.url.get_backend_name())
 
+    @property
+    def where(self) -> str:
+        """The store's URL, without its password (for messages)."""
+        return self.url.render_as_string(hide_password=True)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url.render_as_string(hide_password=True)!r})"
 
@@ -75,17 +108,54 @@ class Database:
         with self._read("reach the database") as conn:
             conn.execute(text("SELECT 1"))
 
-    def migrate(self, revision: str = "head") -> None:
-        """Upgrade the schema to ``revision`` (default: the newest). Safe to run every start."""
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        # No sqlalchemy.url: env.py uses our connection (and configparser would choke on the
-        # "%" of an escaped password or query string).
+    def migrate(self, revision: str = "head") -> tuple[str | None, str | None]:
+        """Upgrade the schema to ``revision`` (default: the newest). Safe to run every start.
+
+        Returns the revision before and after. Alembic's own progress lines are not shown (they
+        went to every command's output); ``hie db upgrade`` says what changed instead.
+        """
+        config = _alembic_config()
         what = f"migrate the message store {self!r}"
-        with self._wrap_errors(what), _MIGRATE_LOCK, self.engine.connect() as conn:
-            config.attributes["connection"] = conn
+        with _quiet_alembic(), self._wrap_errors(what), _MIGRATE_LOCK, self.engine.connect() as c:
+            before = MigrationContext.configure(c).get_current_revision()
+            config.attributes["connection"] = c
             command.upgrade(config, revision)
-            conn.commit()
+            c.commit()
+            after = MigrationContext.configure(c).get_current_revision()
+        return before, after
+
+    def schema_revision(self) -> str | None:
+        """The schema revision of the store (None: no schema yet)."""
+        what = f"read the schema version of {self!r}"
+        with _quiet_alembic(), self._wrap_errors(what), self.engine.connect() as c:
+            return MigrationContext.configure(c).get_current_revision()
+
+    def ensure_schema(self) -> None:
+        """For commands that only read or make small changes (``status``, ``messages``, the
+        viewer): a new, empty store gets the schema; one made by an older HIE is not upgraded
+        here (that changes stored data: ``hie db upgrade``, or ``hie start``, does it).
+
+        Raises:
+            StoreError: the store is at another revision, saying what to run.
+        """
+        current, head = self.schema_revision(), head_revision()
+        if current == head:
+            return
+        if current is None:
+            self.migrate()
+            return
+        known = {
+            s.revision for s in ScriptDirectory.from_config(_alembic_config()).walk_revisions()
+        }
+        if current not in known:
+            raise StoreError(
+                f"the message store {self.where} is at schema revision {current}, newer than this "
+                f"HIE knows ({head}): upgrade HIE"
+            )
+        raise StoreError(
+            f"the message store {self.where} is at schema revision {current}, this HIE needs "
+            f"{head}: run `hie db upgrade` (or `hie start`, which upgrades it)"
+        )
 
     @contextmanager
     def _wrap_errors(self, what: str) -> Iterator[None]:
