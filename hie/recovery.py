@@ -7,14 +7,16 @@ visibility timeout) still sits in the store as ``queued`` or ``in_progress``, an
 
 When is a message lost rather than slow? Its row has not changed for ``stale_after`` seconds:
 
-* ``in_progress``: a worker started it and never finished. ``stale_after`` must be well above the
-  longest task (HL7TCPOperation: connect_timeout + response_timeout, 35 s by default), so the
-  default is 60 s. An operation's message is flagged as a possible duplicate: the dead attempt
+* ``in_progress``: a worker started it and never finished. However long an attempt runs (an
+  operation waiting out ``response_timeout``, a FIFO item retrying in place), the worker touches
+  the row every 10 s while it runs (``hie.tasks.heartbeat``): it goes stale only once that
+  process is gone. An operation's message is flagged as a possible duplicate: the dead attempt
   may have reached the peer.
 * ``queued``: it may simply be waiting behind a backlog, so it is re-published only when its
   queue is empty (it cannot be waiting in an empty queue), or after ``BACKLOG_FACTOR`` times
-  ``stale_after`` whatever the queue holds. ``stale_after`` must also exceed every item's
-  ``retry_interval`` (a retry waits as ``queued``).
+  ``stale_after`` whatever the queue holds. A retry waits as ``queued`` too, its task held by a
+  worker until due: for an item with a long ``retry_interval`` the wait is stretched to twice
+  that. A message parked behind a failing one of its ordering key is left to its key's resume.
 
 Re-publishing moves the row back to ``queued`` with a ``requeued`` event, which also resets its
 clock: a message is re-published at most once per ``stale_after``. The write is a compare-and-set
@@ -39,6 +41,7 @@ from hie.alerts import Alert, Alerter
 from hie.store import MessageHeader, Status
 
 if TYPE_CHECKING:
+    from hie.messages import Envelope
     from hie.production import Production
     from hie.settings import Settings
     from hie.store import MessageStore
@@ -104,10 +107,26 @@ class RecoverySweeper:
             for i in production.items
             if production.host_class(i.name).kind != "service"
         }
+        #: Per item, how long one of its messages may rest without being lost (see ``_stale``).
+        self.stale = {name: self._stale(production, name) for name in self.items}
+        self._holds: dict[str, Any] = {}
         self.alerter = Alerter.for_production(dispatcher)
         # Alerts start from now: the history before this sweeper started was someone else's.
         self._event_cursor = store.last_event_id()
         self._depths: Any = None
+
+    def _stale(self, production: Production, name: str) -> float:
+        """``stale_after``, or longer for an item whose messages rest longer without being lost:
+        a message waiting for its retry (``retry_interval``) is queued, its task held by a
+        worker until it is due, not in the queue. (A running attempt keeps its message alive
+        itself: ``hie.tasks.heartbeat``.)"""
+        try:
+            settings = production.host_class(name).Settings.model_validate(
+                production.item(name).settings
+            )
+        except Exception:  # validate reports bad settings; here the default is enough
+            return self.stale_after
+        return max(self.stale_after, 2 * float(settings.retry_interval))
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
@@ -170,11 +189,15 @@ class RecoverySweeper:
 
     def _requeue(self, header: MessageHeader, depths: dict[str, int]) -> bool:
         age = (datetime.now(UTC) - header.updated_at).total_seconds()
+        if age < self.stale.get(header.target or "", self.stale_after):
+            return False  # waiting for its retry, not lost
         envelope = self.store.load(header.message_id)
         if "hie-await" in envelope.headers:
             # Part of a request/reply (a chord or a waiting caller): a bare re-publish would run
             # it without its callback. The caller's own timeout reports it instead.
             return False
+        if self._parked(header.target or "", envelope):
+            return False  # behind a failing message of its key: its key's resume runs it
         queue = self.dispatcher.queue_for(envelope)
         if header.status is Status.QUEUED and age < self.stale_after * BACKLOG_FACTOR:
             if self._depth(queue, depths) > 0:
@@ -190,6 +213,20 @@ class RecoverySweeper:
             )
         self.dispatcher.publish(envelope)
         return True
+
+    def _parked(self, item: str, envelope: Envelope) -> bool:
+        """True when ``envelope`` waits parked behind an earlier message of its ordering key."""
+        definition = self.production.item(item)
+        if definition.partitions <= 1 or not envelope.key:
+            return False
+        if item not in self._holds:
+            from hie.tasks.ordering import KeyHold
+            from hie.tasks.register import state_url
+
+            url = state_url(self.dispatcher.app)
+            self._holds[item] = KeyHold(url, self.dispatcher.queue(item)) if url else None
+        hold = self._holds[item]
+        return hold is not None and hold.is_held(envelope.key)
 
     # -- alerts ----------------------------------------------------------------------------------
     def _alert_events(self) -> int:

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     # Task events for every task from the start. Off: they cost the workers a broker write per
     # task state; Flower turns them on itself (it asks the workers) while it watches.
     task_events: bool = False
+    # Seconds between a worker's touches of the messages it is running, so that the recovery
+    # sweeper (stale after 60 s by default) never takes a long attempt for a lost one.
+    heartbeat_interval: float = Field(default=10.0, gt=0)
     # The gateway serves /metrics, /health/live and /health/ready here; unset: not served.
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"

@@ -24,6 +24,8 @@ from hie.hooks import HookChain
 from hie.messages import Envelope
 from hie.tasks import replies
 from hie.tasks.drain import Drainer, Taken
+from hie.settings import get_settings
+from hie.tasks.heartbeat import Heartbeat
 from hie.tasks.hop import RETRYING, Hop, Raise
 from hie.tasks.ordering import PARKED, KeyHold
 
@@ -58,6 +60,7 @@ class ItemRuntime:
     _hold: KeyHold | None = None
     _extras_ready: bool = False
     _drainer: Drainer | None = None
+    _heartbeat: Heartbeat | None = None
     #: When this process last finished a task (monotonic), and whether its last look for
     #: company found any: see ``wants_company``.
     _last_done: float | None = None
@@ -110,6 +113,16 @@ class ItemRuntime:
         self._last_done = time.monotonic()
         if found_company is not None:
             self._found_company = found_company
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        """This process's heartbeat for the messages its tasks are running."""
+        if self._heartbeat is None:
+            with self._lock:
+                if self._heartbeat is None:
+                    interval = get_settings().heartbeat_interval
+                    self._heartbeat = Heartbeat(self.dispatcher.store, interval)
+        return self._heartbeat
 
     def drainer(self, app: Celery) -> Drainer:
         """This process's drainer (one broker connection per thread, opened on first use)."""

@@ -119,11 +119,14 @@ class Hop:
         if on_claimed is not None:
             on_claimed()
         results: list[Any] = []
-        for index, envelope in enumerate(envelopes):
-            results.append(self._one(envelope, claims[str(envelope.message_id)]))
-            if time.monotonic() - self._since >= CHECKPOINT:
-                self._checkpoint([str(e.message_id) for e in envelopes[index + 1 :]])
-        self._checkpoint()
+        running = [m for m, c in claims.items() if c.skip is None]
+        # However long an attempt takes, its messages do not look lost to the recovery sweeper.
+        with self.runtime.heartbeat.running(running):
+            for index, envelope in enumerate(envelopes):
+                results.append(self._one(envelope, claims[str(envelope.message_id)]))
+                if time.monotonic() - self._since >= CHECKPOINT:
+                    self._checkpoint([str(e.message_id) for e in envelopes[index + 1 :]])
+            self._checkpoint()
         return results
 
     def _check(self, envelopes: list[Envelope]) -> dict[str, Claim] | None:

@@ -62,14 +62,14 @@ def register_production(
             host_class=production.host_class(item.name),
             hooks=hooks_for(production, item),
             dispatcher=dispatcher,
-            state_url=_state_url(app),
+            state_url=state_url(app),
         )
         _register_item(app, runtime)
         runtimes[item.name] = runtime
     return runtimes
 
 
-def _state_url(app: Celery) -> str | None:
+def state_url(app: Celery) -> str | None:
     """A Redis URL for engine state (per-key holds): the result backend, else a Redis broker."""
     for url in (app.conf.result_backend, app.conf.broker_url):
         if isinstance(url, str) and url.startswith(("redis://", "rediss://")):

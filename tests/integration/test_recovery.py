@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hie.commands.messages import format_trace
@@ -81,3 +83,57 @@ def test_lost_ack_flags_a_possible_duplicate_and_trace_shows_it(harness: Harness
         assert len(peer.received) >= 2 and done.possible_duplicate
         text = format_trace(harness.store.trace(env.message_id))
         assert "POSSIBLE DUPLICATE" in text and "possible_duplicate" in text
+
+
+def test_a_long_attempt_is_not_taken_for_a_lost_one(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an operation whose attempt takes 4 s, on two threads (a second copy would run at
+    # once), and workers touching what they run every 0.3 s
+    monkeypatch.setenv("HIE_HEARTBEAT_INTERVAL", "0.3")
+    harness.write(
+        [{"name": "Slow", "class": "tests.hosts:RecordingOperation", "pool": "threads",
+          "pool_size": 2, "settings": {"delay": 4, "retry_interval": 0.1}}]
+    )  # fmt: skip
+    harness.start_worker("Slow")
+    sent = harness.send("Slow", "long-1")
+    sweeper = RecoverySweeper(
+        harness.store, harness.dispatcher, harness.production, stale_after=1.5
+    )
+    wait_for(
+        lambda: harness.store.header(sent.message_id).status == Status.IN_PROGRESS,
+        30,
+        "the attempt to start",
+    )
+
+    # When the sweeper runs all through the attempt, past its stale_after
+    requeued: list[str] = []
+    while harness.store.header(sent.message_id).status != Status.COMPLETED:
+        requeued += sweeper.sweep_once().requeued
+        time.sleep(0.3)
+
+    # Then it never re-published the message, and the peer got it once
+    assert requeued == []
+    assert harness.journal().count("done:long-1") == 1
+
+
+def test_a_message_waiting_for_a_long_retry_is_not_taken_for_a_lost_one(harness: Harness) -> None:
+    # Given an operation retrying every 120 s, and one retrying every 0.2 s
+    harness.write(
+        [{"name": "Patient", "class": "tests.hosts:RecordingOperation",
+          "settings": {"retry_interval": 120}},
+         {"name": "Quick", "class": "tests.hosts:RecordingOperation",
+          "settings": {"retry_interval": 0.2}}]
+    )  # fmt: skip
+    sweeper = RecoverySweeper(harness.store, harness.dispatcher, harness.production, stale_after=1)
+    # Then a message of the first rests twice its retry interval before it counts as lost
+    assert sweeper.stale == {"Patient": 240.0, "Quick": 1.0}
+    # When one of each has waited (queued for its retry, its task held by a worker) for 1.5 s
+    for n, target in enumerate(["Patient", "Quick"]):
+        waiting = Envelope.wrap(f"w{n}", target=target, source="test")
+        harness.store.save(waiting, status="queued", item=target, event="retried")
+    time.sleep(1.5)
+    requeued = sweeper.sweep_once().requeued
+    # Then only the quick one is taken for lost
+    targets = {harness.store.header(m).target for m in requeued}
+    assert targets == {"Quick"}
