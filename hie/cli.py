@@ -12,13 +12,16 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from hie.errors import ConfigError, HIEError, ProductionError
 from hie.settings import Settings, get_settings, make_home_private
 from hie.supervisor.rundir import RunDir
+
+if TYPE_CHECKING:
+    from hie.tasks.lease import ConsumerLease
 
 log = logging.getLogger("hie")
 
@@ -102,8 +105,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     ensure_broker(settings)
     if item.partitions > 1 and args.partition is None:
         return _run_partitions(args, settings, production)
-    _run_worker(args, settings, production, item)
-    return 0
+    return _run_worker(args, settings, production, item)
 
 
 def _run_partitions(args: argparse.Namespace, settings: Settings, production: Any) -> int:
@@ -162,7 +164,7 @@ def _run_partitions(args: argparse.Namespace, settings: Settings, production: An
     return 0 if all(code in stopped for code in codes) else 1
 
 
-def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, item: Any) -> None:
+def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, item: Any) -> int:
     from celery import signals
 
     from hie.hosts.service import BusinessService
@@ -195,6 +197,21 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
 
         signals.worker_ready.connect(resume_held, weak=False)
         queue = partition_queue(queue, partition)
+    if item.fifo or args.partition is not None:
+        from hie.tasks.lease import LeaseHeld
+
+        lease = _consumer_lease(app, queue)
+        if lease is None:
+            log.warning(
+                "no Redis for the consumer lease: one consumer of %s is not enforced", queue
+            )
+        else:
+            try:
+                lease.acquire()
+            except LeaseHeld as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            signals.worker_shutdown.connect(lambda **_: lease.release(), weak=False)
     ready_dir = RunDir.of(settings, production.name).item(item.name)
     install_lifecycle(runtimes, pool=pool, run_dir=ready_dir)
     argv = [
@@ -215,6 +232,16 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
     if settings.task_events:
         argv.append("-E")  # else task events start when Flower asks the workers for them
     app.worker_main(argv)
+    return 0
+
+
+def _consumer_lease(app: Any, queue: str) -> ConsumerLease | None:
+    """The lease that keeps ``queue`` (ordered) to one consumer; None without a Redis for it."""
+    from hie.tasks.lease import ConsumerLease
+    from hie.tasks.register import state_url
+
+    url = state_url(app)
+    return ConsumerLease(url, queue) if url else None
 
 
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:

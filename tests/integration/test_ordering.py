@@ -22,12 +22,17 @@ pytestmark = pytest.mark.integration
 
 
 def orm(n: int, patient: str, *, priority: str = "R") -> str:
-    return "\r".join([
-        f"MSH|^~\\&|LAB|HOSP|HIE|HOSP|20260101120000||ORM^O01|M{n:06d}|P|2.4",
-        f"PID|1||{patient}^^^HOSP^MR||DOE^JANE",
-        f"ORC|NW|{n}|||||^^^^^{priority}",
-        f"OBR|1|{n}||CBC^BLOOD COUNT",
-    ]) + "\r"
+    return (
+        "\r".join(
+            [
+                f"MSH|^~\\&|LAB|HOSP|HIE|HOSP|20260101120000||ORM^O01|M{n:06d}|P|2.4",
+                f"PID|1||{patient}^^^HOSP^MR||DOE^JANE",
+                f"ORC|NW|{n}|||||^^^^^{priority}",
+                f"OBR|1|{n}||CBC^BLOOD COUNT",
+            ]
+        )
+        + "\r"
+    )
 
 
 def _done(h: Harness) -> list[str]:
@@ -35,10 +40,16 @@ def _done(h: Harness) -> list[str]:
 
 
 def test_fifo_item_keeps_send_order_while_a_message_fails_twice(harness: Harness) -> None:
-    harness.write([{
-        "name": "Op", "class": "tests.hosts:RecordingOperation", "fifo": True,
-        "settings": {"retry_interval": 0.1, "failure_timeout": 30},
-    }])
+    harness.write(
+        [
+            {
+                "name": "Op",
+                "class": "tests.hosts:RecordingOperation",
+                "fifo": True,
+                "settings": {"retry_interval": 0.1, "failure_timeout": 30},
+            }
+        ]
+    )
     # Given 1,000 messages queued in order, the tenth failing twice before it succeeds
     labels = [f"m{n:04d}" for n in range(1000)]
     for n, label in enumerate(labels):
@@ -53,11 +64,18 @@ def test_fifo_item_keeps_send_order_while_a_message_fails_twice(harness: Harness
 
 
 def _keyed_production(h: Harness, partitions: int, **settings: object) -> None:
-    h.write([{
-        "name": "Op", "class": "tests.ordering_hosts:PatientOperation",
-        "ordering_key": "PID-3.1", "partitions": partitions, "fifo": partitions == 1,
-        "settings": {"retry_interval": 0.2, "failure_timeout": -1, **settings},
-    }])
+    h.write(
+        [
+            {
+                "name": "Op",
+                "class": "tests.ordering_hosts:PatientOperation",
+                "ordering_key": "PID-3.1",
+                "partitions": partitions,
+                "fifo": partitions == 1,
+                "settings": {"retry_interval": 0.2, "failure_timeout": -1, **settings},
+            }
+        ]
+    )
 
 
 def _run(h: Harness, messages: list[tuple[int, str]], expect: int, partitions: int) -> float:
@@ -94,29 +112,47 @@ def test_per_key_order_with_parallel_partitions(harness: Harness, tmp_path: Path
     assert any(e.event == "held" for e in held), "later P07 messages wait behind the failing one"
 
     # The same work through a FIFO item (one slot), measured in the same run
-    fifo = Harness(harness.settings.model_copy(
-        update={"database_url": f"sqlite:///{tmp_path / 'fifo.db'}"}), tmp_path / "fifo")
+    fifo = Harness(
+        harness.settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'fifo.db'}"}),
+        tmp_path / "fifo",
+    )
     fifo.tmp.mkdir()
     try:
         _keyed_production(fifo, 1, **delays)
         fifo_rate = _run(fifo, messages[:150], expect=150, partitions=1)
     finally:
         fifo.cleanup()
-    print(f"keyed x8: {keyed_rate:.0f} msg/s, fifo: {fifo_rate:.0f} msg/s, "
-          f"ratio {keyed_rate / fifo_rate:.2f}")
+    print(
+        f"keyed x8: {keyed_rate:.0f} msg/s, fifo: {fifo_rate:.0f} msg/s, "
+        f"ratio {keyed_rate / fifo_rate:.2f}"
+    )
     # Loose on this shared 2-core machine; bench/ordering.py reports the real ratio.
     assert keyed_rate > 1.5 * fifo_rate
 
 
 def test_priority_message_overtakes_a_backlog_end_to_end(harness: Harness) -> None:
     port = free_port()
-    harness.write([
-        {"name": "In", "class": "HL7TCPService", "targets": ["Router"],
-         "settings": {"port": port, "priority_from": "ORC-7.6", "priority_map": {"S": 9, "R": 2}}},
-        {"name": "Router", "class": "HL7RoutingEngine", "pool": "solo", "targets": ["Op"]},
-        {"name": "Op", "class": "tests.ordering_hosts:PatientOperation", "pool": "solo",
-         "settings": {"min_delay": 0.01, "max_delay": 0.01}},
-    ])
+    harness.write(
+        [
+            {
+                "name": "In",
+                "class": "HL7TCPService",
+                "targets": ["Router"],
+                "settings": {
+                    "port": port,
+                    "priority_from": "ORC-7.6",
+                    "priority_map": {"S": 9, "R": 2},
+                },
+            },
+            {"name": "Router", "class": "HL7RoutingEngine", "pool": "solo", "targets": ["Op"]},
+            {
+                "name": "Op",
+                "class": "tests.ordering_hosts:PatientOperation",
+                "pool": "solo",
+                "settings": {"min_delay": 0.01, "max_delay": 0.01},
+            },
+        ]
+    )
     harness.start_worker("Router")
     harness.start_worker("Op")
     harness.start_gateway(port)
@@ -131,11 +167,18 @@ def test_priority_message_overtakes_a_backlog_end_to_end(harness: Harness) -> No
 
 def test_backpressure_keeps_the_queue_bounded_and_loses_nothing(harness: Harness) -> None:
     port, limit, seconds = free_port(), 40, 60
-    harness.write([
-        {"name": "In", "class": "HL7TCPService", "targets": ["Op"], "settings": {"port": port}},
-        {"name": "Op", "class": "tests.ordering_hosts:PatientOperation", "pool": "solo",
-         "max_queue_depth": limit, "settings": {"min_delay": 0.02, "max_delay": 0.02}},
-    ])
+    harness.write(
+        [
+            {"name": "In", "class": "HL7TCPService", "targets": ["Op"], "settings": {"port": port}},
+            {
+                "name": "Op",
+                "class": "tests.ordering_hosts:PatientOperation",
+                "pool": "solo",
+                "max_queue_depth": limit,
+                "settings": {"min_delay": 0.02, "max_delay": 0.02},
+            },
+        ]
+    )
     harness.start_worker("Op")
     gateway = harness.start_gateway(port)
     depths = QueueDepth(harness.settings.broker_url)
@@ -168,8 +211,10 @@ def test_backpressure_keeps_the_queue_bounded_and_loses_nothing(harness: Harness
     wait_for(lambda: len(_done(harness)) >= acked, 120, "every ACKed message delivered")
     stop.set()
     watcher.join()
-    print(f"offered {seconds * 120}, sent {n}, ACKed {acked}, peak depth {peak[0]}, "
-          f"gateway RSS {memory_start} -> {memory_end} kB")
+    print(
+        f"offered {seconds * 120}, sent {n}, ACKed {acked}, peak depth {peak[0]}, "
+        f"gateway RSS {memory_start} -> {memory_end} kB"
+    )
     assert len(_done(harness)) == acked, "every ACKed message is delivered, none lost"
     assert peak[0] <= limit + 1, f"queue depth peaked at {peak[0]} (limit {limit})"
     assert n < seconds * 120 * 0.6, "the sender was slowed down (TCP backpressure)"
@@ -178,12 +223,26 @@ def test_backpressure_keeps_the_queue_bounded_and_loses_nothing(harness: Harness
 
 def test_circuit_breaker_opens_on_a_dead_peer_and_closes_when_it_returns(harness: Harness) -> None:
     with MLLPPeer("close") as peer:
-        harness.write([{
-            "name": "Out", "class": "HL7TCPOperation", "pool": "threads", "pool_size": 1,
-            "settings": {"host": "127.0.0.1", "port": peer.port, "retry_interval": 0.1,
-                         "failure_timeout": -1, "breaker_threshold": 3, "breaker_reset": 2.0,
-                         "connect_timeout": 1, "response_timeout": 1},
-        }])
+        harness.write(
+            [
+                {
+                    "name": "Out",
+                    "class": "HL7TCPOperation",
+                    "pool": "threads",
+                    "pool_size": 1,
+                    "settings": {
+                        "host": "127.0.0.1",
+                        "port": peer.port,
+                        "retry_interval": 0.1,
+                        "failure_timeout": -1,
+                        "breaker_threshold": 3,
+                        "breaker_reset": 2.0,
+                        "connect_timeout": 1,
+                        "response_timeout": 1,
+                    },
+                }
+            ]
+        )
         harness.start_worker("Out")
         sent = [harness.send("Out", orm(n, "P1")) for n in range(10)]
         wait_for(lambda: peer.connections >= 3, 30, "the first failures")
@@ -196,3 +255,30 @@ def test_circuit_breaker_opens_on_a_dead_peer_and_closes_when_it_returns(harness
         wait_for(lambda: len(set(peer.received)) == 10, 60, "all ten after the peer is back")
     statuses = {harness.store.header(e.message_id).status for e in sent}
     assert statuses == {"completed"}, "no message is lost either way"
+
+
+def test_an_ordered_queue_has_one_consumer_and_a_killed_ones_heir_takes_over(
+    harness: Harness,
+) -> None:
+    # Given a FIFO operation consumed by one worker
+    harness.write([{"name": "Op", "class": "tests.hosts:RecordingOperation", "fifo": True}])
+    first = harness.start_worker("Op")
+    assert harness.path is not None
+
+    # When a second worker starts for the same item, it exits non-zero, naming the first
+    second = harness._spawn_cli(["worker", str(harness.path), "Op"], log="Op-second")
+    assert second.wait(60) == 1
+    said = harness.log("Op-second")
+    assert "keeps its order with one consumer" in said and f"pid {first.pid}" in said
+
+    # When the first is killed with SIGKILL, a new worker takes the queue over once its lease
+    # runs out, and messages flow again, in order
+    first.kill()
+    first.wait(10)
+    began = time.monotonic()
+    harness.start_worker("Op")
+    print(f"heir consuming after {time.monotonic() - began:.1f} s")
+    for label in ("a", "b", "c"):
+        harness.send("Op", Work(label=label))
+    wait_for(lambda: len(_done(harness)) == 3, 60, "three delivered")
+    assert _done(harness) == ["a", "b", "c"]
