@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from hie.errors import StoreError
-from hie.messages import Envelope
 from hie.settings import Settings
 from hie.store import MessageHeader, MessageStore, Status, TraceNode
 from hie.supervisor.rundir import RunDir
@@ -72,21 +71,35 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_trace)
 
-    p = subparsers.add_parser("resend", help="send a stored message again, in its session")
-    p.add_argument("id", help="message id or control id (MSH-10)")
+    p = subparsers.add_parser(
+        "resend",
+        help="send stored messages again, in their sessions: one by id, or every one a query finds",
+    )
+    p.add_argument("id", nargs="?", help="message id or control id (MSH-10)")
     p.add_argument("file", nargs="?", help="the production file (or --production)")
     p.add_argument("--to", dest="to", metavar="ITEM", help="send to ITEM instead of its target")
     p.add_argument("--production", metavar="FILE", help="the production file")
+    q = p.add_argument_group("bulk resend (instead of an id): the messages `messages` would list")
+    q.add_argument("--status", choices=[str(s) for s in Status])
+    q.add_argument("--type", dest="msg_type", help="message type, e.g. ADT^A01")
+    q.add_argument("--since", type=parse_time, help="created at or after (ISO or 1h, 2d ...)")
+    q.add_argument("--until", type=parse_time, help="created before (ISO or 1h, 2d ...)")
+    q.add_argument("--source", help="item that sent it")
+    q.add_argument("--target", help="item it was sent to")
+    q.add_argument("--field", type=_field, help="HL7 field match, e.g. PID-3=12345")
+    q.add_argument("--limit", type=int, default=1000, help="at most N messages (default 1000)")
+    q.add_argument("--dry-run", action="store_true", help="list what would be resent, send nothing")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_resend)
 
-    for name, status, what in (
-        ("suspend", Status.SUSPENDED, "mark a message suspended (kept, not processed further)"),
-        ("discard", Status.DISCARDED, "mark a message discarded (given up on purpose)"),
+    for name, what in (
+        ("suspend", "mark a message suspended (kept, not processed further)"),
+        ("discard", "mark a message discarded (given up on purpose)"),
     ):
         p = subparsers.add_parser(name, help=what)
         p.add_argument("id", help="message id or control id (MSH-10)")
-        p.set_defaults(func=cmd_set_status, status=status)
+        p.add_argument("--json", action="store_true", help="print JSON")
+        p.set_defaults(func=cmd_set_aside, action=name)
 
     p = subparsers.add_parser("purge", help="delete messages older than N days (finished sessions)")
     p.add_argument(
@@ -219,63 +232,86 @@ def production_file(args: argparse.Namespace, settings: Settings) -> str | None:
     return None
 
 
-def resend(store: MessageStore, dispatcher: Any, original: Envelope, to: str | None) -> Envelope:
-    """A new message with the original's body, in its session (parent = the original), stored
-    then published; the original's trail gets a ``resent`` event naming the new one."""
-    target = to or original.target
-    headers = {k: v for k, v in original.headers.items() if k != "hie-await"}
-    copy = Envelope(
-        session_id=original.session_id,
-        parent_id=original.message_id,
-        source=original.source,
-        target=target,
-        priority=original.priority,
-        body_type=original.body_type,
-        body=original.body,
-        key=original.key,
-        headers={**headers, "hie-resent-from": str(original.message_id)},
-    )
-    dispatcher.send(copy)
-    store.record_event(original.message_id, "resent", item=target, detail=f"as {copy.message_id}")
-    return copy
+def _query(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The filters of a bulk resend (None: none given)."""
+    names = ("status", "msg_type", "since", "until", "source", "target", "field")
+    query = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    return query or None
 
 
 def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
-    """Send a stored message again, to its target or to ``--to``; print the new id."""
+    """Send stored messages again: one by id, or every one a query finds; print the new ids."""
+    from hie import operator
     from hie.config.loader import load_production
     from hie.startup import open_dispatcher
 
+    query = _query(args)
+    if (args.id is None) == (query is None):
+        print(
+            "error: resend needs a message id or a query (--status, --since ...)", file=sys.stderr
+        )
+        return 2
     path = production_file(args, settings)
     if path is None:
         print("error: resend needs the production: give FILE or --production FILE", file=sys.stderr)
         return 2
     store = _store(settings)
-    original = store.load(resolve(store, args.id).message_id)
-    if (args.to or original.target) is None:
-        print(f"error: message {original.message_id} has no target; use --to", file=sys.stderr)
-        return 1
+    if query is None:
+        ids = [resolve(store, args.id).message_id]
+    else:
+        ids = [h.message_id for h in reversed(store.find(**query, limit=args.limit))]
+    if query is not None and args.dry_run:
+        for mid in ids:
+            print(mid)
+        print(f"{len(ids)} message(s) would be resent", file=sys.stderr)
+        return 0
     production = load_production(path)
     dispatcher = open_dispatcher(production, settings, store)
-    copy = resend(store, dispatcher, original, args.to)
+    copies = operator.resend_many(
+        store, dispatcher, production, ids, target=args.to, user=_operator_name()
+    )
     if args.json:
-        print(json.dumps({"message_id": str(copy.message_id), "target": copy.target}))
+        out = [{"message_id": str(c.message_id), "resent_from": str(c.parent_id),
+                "target": c.target} for c in copies]  # fmt: skip
+        print(json.dumps(out[0] if query is None else out))
     else:
-        print(copy.message_id)
+        for copy in copies:
+            print(copy.message_id)
+        if query is not None:
+            print(f"{len(copies)} message(s) resent", file=sys.stderr)
     return 0
 
 
-def cmd_set_status(args: argparse.Namespace, settings: Settings) -> int:
-    """Mark a message suspended or discarded, by hand."""
+def _operator_name() -> str:
+    """Who acts from the command line, for the audit trail: the operating system's user."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        import os
+
+        return f"uid {os.getuid()}"
+
+
+def cmd_set_aside(args: argparse.Namespace, settings: Settings) -> int:
+    """Mark a message suspended or discarded, by hand (audited)."""
+    from hie import operator
+
     store = _store(settings)
     header = resolve(store, args.id)
-    if header.status in (Status.COMPLETED, Status.SKIPPED):
-        print(f"error: message {header.message_id} is already {header.status}", file=sys.stderr)
-        return 1
-    store.set_status(header.message_id, args.status, detail=f"by hand (was {header.status})")
-    print(f"{header.message_id} {args.status}")
-    if header.status in (Status.QUEUED, Status.IN_PROGRESS):
-        # The store is the record, but a copy already on the broker is not withdrawn by this.
-        print("note: a copy already queued on the broker may still run", file=sys.stderr)
+    before = operator.set_aside(store, header.message_id, args.action, user=_operator_name())
+    status = operator.SET_ASIDE[args.action]
+    if args.json:
+        print(json.dumps({"message_id": header.message_id, "status": str(status),
+                          "was": str(before)}))  # fmt: skip
+    else:
+        print(f"{header.message_id} {status}")
+    if before in (Status.QUEUED, Status.IN_PROGRESS):
+        print(
+            "note: a copy already on the broker is skipped by the worker that takes it",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -37,7 +37,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hie.errors import ConfigError, HIEError, StoreError
 from hie.messages import BODY_HL7
 from hie.store import Status
-from hie.web import actions, control, items
+from hie import operator as actions
+from hie.web import control, items
 from hie.web.auth import (
     SESSION_SECONDS,
     AuthConfig,
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from hie.production import Production
     from hie.settings import Settings
     from hie.store import MessageStore
-    from hie.web.actions import Sender
+    from hie.operator import Sender
 
 log = logging.getLogger("hie.web")
 HERE = Path(__file__).parent
@@ -228,7 +229,10 @@ async def action_post(request: Request) -> Response:
             raise HTTPException(400, str(exc)) from None
         log.info("message %s resent as %s by %s", message_id, copy.message_id, user.name)
         return RedirectResponse(f"/messages/{copy.message_id}?done=resend", status_code=303)
-    await run_in_threadpool(actions.change_status, viewer.store, message_id, action, user=user.name)
+    try:
+        await run_in_threadpool(actions.set_aside, viewer.store, message_id, action, user=user.name)
+    except ConfigError as exc:
+        raise HTTPException(409, str(exc)) from None
     log.info("message %s: %s by %s", message_id, action, user.name)
     return RedirectResponse(f"/messages/{message_id}?done={action}", status_code=303)
 

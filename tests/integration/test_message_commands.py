@@ -107,3 +107,60 @@ def test_resend_command_delivers_again_in_the_same_session(
         assert new.session_id == str(env.session_id) and new.parent_id == str(env.message_id)
         wait_for(lambda: len(peer.received) == 2, 30, "the resent copy at the peer")
         assert cli("resend", "RS1", capsys=capsys)[0] == 2  # no production given or found
+
+
+def test_cli_and_viewer_resend_alike_and_a_query_resends_in_bulk(
+    harness: Harness,
+    cli,
+    capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
+) -> None:
+    from hie import operator
+
+    with MLLPPeer("AA") as peer:
+        harness.write([{"name": "Out", "class": "HL7TCPOperation", "pool": "threads",
+                        "settings": {"host": "127.0.0.1", "port": peer.port}}])  # fmt: skip
+        # Given a message that was once part of a synchronous request, and three in error
+        awaited = Envelope.wrap(adt("AW1", "M1"), target="Out", source="test",
+                                headers={"hie-await": "sync", "site": "north"})  # fmt: skip
+        harness.store.save(awaited, status="error", item="Out", event="failed")
+        errors = [Envelope.wrap(adt(f"ER{n}", f"M{n}"), target="Out", source="test")
+                  for n in range(3)]  # fmt: skip
+        for envelope in errors:
+            harness.store.save(envelope, status="error", item="Out", event="failed")
+        harness.start_worker("Out")
+
+        # When the command line resends the first, and the viewer's action the same message
+        code, out = cli("resend", "AW1", str(harness.path), "--json", capsys=capsys)
+        assert code == 0
+        by_cli = harness.store.load(json.loads(out)["message_id"])
+        by_viewer = operator.resend(
+            harness.store, harness.dispatcher, harness.production, str(awaited.message_id),
+            target=None, user="alice",
+        )  # fmt: skip
+
+        # Then both copies carry the same headers: the original's id, no request/reply link
+        for copy in (by_cli, by_viewer):
+            assert copy.headers == {"site": "north", "hie-resent-from": str(awaited.message_id)}
+        audit = [e.detail for e in harness.store.events(awaited.message_id) if e.event == "audit"]
+        assert len(audit) == 2 and any("by alice" in a for a in audit)
+
+        # When a query resends every message in error for Out (a dry run first sends nothing)
+        code, out = cli("resend", "--status", "error", "--target", "Out", "--dry-run",
+                        "--production", str(harness.path), capsys=capsys)  # fmt: skip
+        assert code == 0 and len(out.split()) == 4
+        wait_for(lambda: len(peer.received) == 2, 30, "the two single resends")
+        code, out = cli("resend", "--status", "error", "--target", "Out", "--json",
+                        "--production", str(harness.path), capsys=capsys)  # fmt: skip
+
+        # Then each of the four is resent once, oldest first, and reaches the peer
+        sent = json.loads(out)
+        originals = [str(awaited.message_id)] + [str(e.message_id) for e in errors]
+        assert [s["resent_from"] for s in sent] == originals
+        wait_for(lambda: len(peer.received) == 6, 30, "the four bulk copies at the peer")
+
+        # And a message already completed cannot be set aside; one in error can
+        done = harness.store.header(by_cli.message_id)
+        assert done.status == Status.COMPLETED
+        assert cli("suspend", str(done.message_id), capsys=capsys)[0] == 1
+        code, out = cli("discard", "ER0", "--json", capsys=capsys)
+        assert code == 0 and json.loads(out)["was"] == "error"
