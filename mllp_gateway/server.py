@@ -240,7 +240,15 @@ class GatewayServer:
             code = "CE" if self.settings.use_commit_codes else "AE"
             reason = "a target queue is full; the message was not accepted, send it again later"
             return [build_ack(message, code, error=reason).encode(codec)]
-        saves = [SaveRequest(e, "queued", event="received", item=e.target) for e in envelopes]
+        plan = plan_acks(message, self.settings.ack_mode, self.settings.use_commit_codes)
+        # The accept ACK goes once this commits: recorded with the message, in its transaction.
+        accept = None if plan.accept_code is None else (plan.accept_code, None)
+        saves = [
+            SaveRequest(
+                e, "queued", event="received", item=e.target, ack=accept if i == 0 else None
+            )
+            for i, e in enumerate(envelopes)
+        ]
         try:
             await self.committer.submit_many_async(saves)
         except HIEError as exc:
@@ -250,8 +258,7 @@ class GatewayServer:
                 "%s cannot store message %s: %s", self.service.item_name, message.control_id, exc
             )
             return [build_ack(message, "AE", error=f"message not stored: {exc}").encode(codec)]
-        plan = plan_acks(message, self.settings.ack_mode, self.settings.use_commit_codes)
-        replies = await self._acks(message, envelopes[0], plan, codec)
+        replies = await self._acks(message, envelopes[0], plan, codec, accept_recorded=True)
         self.stats.acked += 1
         self.stats.ack_seconds.append(time.perf_counter() - started)
         if len(self.stats.ack_seconds) > 10_000:
@@ -342,12 +349,19 @@ class GatewayServer:
         return [self.outbox.prepare(e) for e in (first, *rest)]
 
     async def _acks(
-        self, message: HL7Message, envelope: Envelope, plan: AckPlan, codec: str
+        self,
+        message: HL7Message,
+        envelope: Envelope,
+        plan: AckPlan,
+        codec: str,
+        *,
+        accept_recorded: bool = False,
     ) -> list[bytes]:
         replies: list[bytes] = []
         if plan.accept_code is not None:
             replies.append(build_ack(message, plan.accept_code).encode(codec))
-            self._log_ack(envelope, plan.accept_code, None)
+            if not accept_recorded:
+                self._log_ack(envelope, plan.accept_code, None)
         if plan.application:
             code, text = await asyncio.to_thread(
                 wait_for_session, self.store, envelope.session_id, self.settings.app_ack_timeout

@@ -90,6 +90,9 @@ class SaveRequest:
     raw_body: str | bytes | None = None
     event: str | None = "stored"
     item: str | None = None
+    #: The ACK (code, text) the sender gets once this commits: recorded in the same transaction
+    #: (an ``ack_sent`` event), not in one of its own afterwards.
+    ack: tuple[str, str | None] | None = None
 
 
 class SaveOptions(TypedDict, total=False):
@@ -102,6 +105,7 @@ class SaveOptions(TypedDict, total=False):
     raw_body: str | bytes | None
     event: str | None
     item: str | None
+    ack: tuple[str, str | None] | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -245,17 +245,17 @@ class HotWrites:
                     tally[(env.target, counter)] += 1
             if env.source is not None:
                 tally[(env.source, CounterName.SENT)] += 1
-        return [
-            NewEvent(
-                str(p.request.envelope.message_id),
-                p.request.event,
-                item=p.request.item,
-                session_id=str(p.request.envelope.session_id),
-                at=stamp,
-            )
-            for p in prepared
-            if p.request.event
-        ]
+        events: list[NewEvent] = []
+        for p in prepared:
+            request = p.request
+            mid, sid = str(request.envelope.message_id), str(request.envelope.session_id)
+            if request.event:
+                events.append(NewEvent(mid, request.event, request.item, session_id=sid, at=stamp))
+            if request.ack is not None:
+                code, text = request.ack
+                detail = code if text is None else f"{code} {text}"
+                events.append(NewEvent(mid, "ack_sent", request.item, detail, None, sid, stamp))
+        return events
 
     def _message_row(
         self, p: Prepared, body_ids: dict[tuple[str, str, str], int], stamp: datetime
@@ -276,8 +276,8 @@ class HotWrites:
             self.ts(stamp),
             None,
             body_ids[p.body_key] if p.content is not None else None,
-            None,
-            None,
+            None if p.request.ack is None else p.request.ack[0],
+            None if p.request.ack is None else p.request.ack[1],
             env.key,
             False,
             0,
