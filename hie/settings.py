@@ -87,5 +87,12 @@ def make_home_private(home: Path) -> None:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment.
+
+    With ``HIE_SECRETS_DIR`` set (compose's ``/run/secrets``), a setting may also come from a
+    file there named after its variable (``HIE_DATABASE_URL``): a password then never sits in
+    an environment value that ``docker inspect`` or ``/proc/PID/environ`` shows. A variable set
+    in the environment wins over the file.
+    """
+    secrets = os.environ.get("HIE_SECRETS_DIR")
+    return Settings(_secrets_dir=secrets) if secrets else Settings()

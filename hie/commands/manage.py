@@ -260,6 +260,9 @@ _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
     """Run Flower against the production's broker (loopback unless ``--basic-auth``)."""
     production = _load(args.file)
+    if args.basic_auth_file:
+        # A secret file (compose's /run/secrets): the credentials stay out of argv and env files.
+        args.basic_auth = Path(args.basic_auth_file).read_text(encoding="utf-8").strip()
     if args.address not in _LOOPBACK and not args.basic_auth:
         print(
             f"refusing to serve Flower on {args.address} without --basic-auth user:pass: it "
@@ -337,7 +340,9 @@ def add_commands(sub: Any) -> None:
     p.add_argument("file")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--address", default="127.0.0.1")
-    p.add_argument("--basic-auth", metavar="USER:PASS", help="required off loopback")
+    auth = p.add_mutually_exclusive_group()
+    auth.add_argument("--basic-auth", metavar="USER:PASS", help="required off loopback")
+    auth.add_argument("--basic-auth-file", metavar="FILE", help="USER:PASS read from FILE")
     p.add_argument("--url-prefix", help="when served behind a proxy under a path")
     p.set_defaults(func=cmd_flower)
 
