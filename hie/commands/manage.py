@@ -23,18 +23,20 @@ from hie.supervisor.rundir import RunDir, log_dir, pid_alive
 from hie.supervisor.state import load_state
 
 
-def _load(path: str) -> Any:
+def _load(path: str, *, check_files: bool = True) -> Any:
     from hie.config.loader import load_production
 
-    return load_production(path)
+    return load_production(path, check_files=check_files)
 
 
-def _target(args: argparse.Namespace, settings: Settings) -> tuple[str, Any]:
+def _target(
+    args: argparse.Namespace, settings: Settings, *, check_files: bool = True
+) -> tuple[str, Any]:
     """(production name, Production or None) from FILE or the only running production."""
     from hie.supervisor.control import running_productions
 
     if getattr(args, "file", None):
-        production = _load(args.file)
+        production = _load(args.file, check_files=check_files)
         return production.name, production
     running = running_productions(settings)
     if len(running) == 1:
@@ -195,14 +197,15 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from hie.startup import open_store
     from hie.supervisor.status import format_table, full_status
 
-    name, production = _target(args, settings)
+    # Status reads the production's items only: a rule file being edited must not stop it.
+    name, production = _target(args, settings, check_files=False)
     try:
         running: dict[str, Any] | None = _call(settings, name, {"command": "status"})
     except ManagerNotRunningError:
         running = None
     if production is None:
         assert running is not None
-        production = _load(running["file"])
+        production = _load(running["file"], check_files=False)
     store = open_store(settings, upgrade=False)
     try:
         rows = full_status(production, store, running, load_state(settings, name))
@@ -236,13 +239,35 @@ def _control(command: str) -> Any:
 
 
 def cmd_update(args: argparse.Namespace, settings: Settings) -> int:
-    """Apply a changed production file to the running production."""
-    production = _load(args.file)  # refuse a broken file before touching anything
+    """Apply a changed production file, or changed rule, transform and lookup files it names,
+    to the running production; with nothing changed nothing restarts."""
+    production = _load(args.file)  # refuse a broken file (rules too) before touching anything
     answer = _call(
         settings, production.name, {"command": "update", "file": str(Path(args.file).resolve())}
     )
+    return _print_changes(answer["changes"], args.json)
+
+
+def cmd_reload(args: argparse.Namespace, settings: Settings) -> int:
+    """Re-read the running production's files (its rules, transforms and lookup tables too) and
+    restart what changed: ``update`` with the file the manager runs."""
+    name, production = _target(args, settings)
+    if production is None:
+        path = RunDir.of(settings, name).production_file.read_text().strip()
+    else:
+        path = str(Path(args.file).resolve())
+    production = _load(path)  # a broken rule file is refused here, with its file and line
+    if args.item is not None:
+        production.item(args.item)  # an unknown item fails with the items it could be
+    answer = _call(settings, name, {"command": "update", "file": path})
     changes = answer["changes"]
-    if args.json:
+    if args.item is not None and args.item not in changes["changed"] and not args.json:
+        print(f"{args.item}: its definition and files are unchanged; it keeps running")
+    return _print_changes(changes, args.json)
+
+
+def _print_changes(changes: dict[str, list[str]], as_json: bool) -> int:
+    if as_json:
         print(json.dumps(changes, indent=2))
         return 0
     for what, names in changes.items():
@@ -330,6 +355,14 @@ def add_commands(sub: Any) -> None:
         p.add_argument("item")
         p.add_argument("file", nargs="?")
         p.set_defaults(func=_control(command))
+
+    p = sub.add_parser(
+        "reload", help="pick up edited rule, transform and lookup files of the running production"
+    )
+    p.add_argument("item", nargs="?", help="the item you edited the files of (reported on)")
+    p.add_argument("--file", help="the production file (default: the one the manager runs)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reload)
 
     p = sub.add_parser("update", help="apply a changed production file to the running one")
     p.add_argument("file")

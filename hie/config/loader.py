@@ -81,8 +81,12 @@ def _model_problems(
     return problems
 
 
-def load_production(path: str | Path) -> Production:
-    """Load and check a production file; raise ``ProductionError`` listing every problem."""
+def load_production(path: str | Path, *, check_files: bool = True) -> Production:
+    """Load and check a production file; raise ``ProductionError`` listing every problem.
+
+    ``check_files``: also compile what items read from other files (rules, transforms, tables);
+    ``status`` leaves that out, so a rule file being edited does not stop it from answering.
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"production file {path} does not exist")
@@ -109,7 +113,7 @@ def load_production(path: str | Path) -> Production:
         problems.extend(_partial_problems(path, data, lines))
         raise ProductionError(problems) from exc
     production.source = str(path)
-    problems = collect_problems(production, lines)
+    problems = collect_problems(production, lines, check_only_shape=not check_files)
     if problems:
         raise ProductionError(problems)
     return production

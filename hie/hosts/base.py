@@ -27,6 +27,8 @@ from hie.hosts.trail import Trail
 from hie.messages import Envelope
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from hie.production import Item, Production
     from hie.store import MessageStore
     from hie.tasks.dispatcher import Dispatcher
@@ -87,6 +89,15 @@ class Host:
 
         Runs when a production is loaded, so a mistake fails at ``validate`` time, not in a
         worker at 3 a.m. Override in host classes that read files or name other items.
+        """
+        return []
+
+    @classmethod
+    def source_files(cls, item: Item, production: Production) -> list[Path]:
+        """Files besides the production that make up the item (rules, transforms, tables).
+
+        ``hie update`` compares their content: an edited rule file restarts the item that reads
+        it, as a changed setting does. Override in host classes that read files.
         """
         return []
 

@@ -134,6 +134,23 @@ class RoutingEngine(BusinessProcess):
             return [str(exc)]
         return []
 
+    @classmethod
+    def source_files(cls, item: Item, production: Production) -> list[Path]:
+        """The rule file, transforms (named ones exported beside the production too) and
+        lookup tables this router reads."""
+        settings = cls.Settings.model_validate(item.settings)
+        assert isinstance(settings, RoutingSettings)
+        files = [production.resolve(p) for p in [*settings.transforms, *settings.lookup_tables]]
+        if settings.rules is None or isinstance(settings.rules, dict):
+            return files
+        rule_file = _rule_file(str(settings.rules), production)
+        files.append(rule_file)
+        for name in sorted(load_rules(rule_file).transforms()):
+            found = find_class_file(name, production)
+            if found is not None:
+                files.append(found)
+        return files
+
     def on_init(self) -> None:
         """Compile rules, transforms and tables once per worker process."""
         settings: RoutingSettings = self.settings  # type: ignore[assignment]

@@ -12,6 +12,7 @@ its control socket (``hie.supervisor.control``) and the run-time enable/disable 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -41,9 +42,20 @@ RECOVERY = "recovery"
 STABLE_SECONDS = 30.0
 
 
-def item_definition(item: Item) -> dict[str, Any]:
-    """What decides whether a running item must restart after ``update`` (not its line)."""
-    return item.model_dump(exclude={"line", "enabled"}, by_alias=True)
+def item_definition(item: Item, production: Production) -> dict[str, Any]:
+    """What decides whether a running item must restart after ``update`` (not its line): its
+    definition, and the content of the files it reads (an edited rule, DTL or lookup table)."""
+    definition = item.model_dump(exclude={"line", "enabled"}, by_alias=True)
+    try:
+        files = production.host_class(item.name).source_files(item, production)
+        definition["sources"] = {str(f): _digest(f) for f in files}
+    except Exception as exc:  # unreadable now: count it as changed, the restart will say why
+        definition["sources"] = {"unreadable": str(exc)}
+    return definition
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @dataclass
@@ -71,6 +83,11 @@ class Supervisor:
     def __post_init__(self) -> None:
         self.file = self.file.resolve()
         self.overrides = load_state(self.settings, self.production.name)
+        # What each item was started with, files it reads included: ``update`` compares with it
+        # (the files are edited in place, so it cannot be read again later).
+        self._definitions = {
+            i.name: item_definition(i, self.production) for i in self.production.items
+        }
 
     # -- what should run ------------------------------------------------------------------------
     @property
@@ -311,6 +328,7 @@ class Supervisor:
         """Restart the process(es) of ``item`` (a service: the gateway); the rest keep running."""
         with self.lock:
             self._stop_units(self._units_of(item))
+            self._definitions[item] = item_definition(self.production.item(item), self.production)
             if self.kind(item) == "service":
                 self._reconcile_gateway(restart=False)
             elif self.enabled(item):
@@ -322,8 +340,8 @@ class Supervisor:
         Items whose definition is unchanged keep running with the same pids.
         """
         with self.lock:
-            old = {i.name: item_definition(i) for i in self.production.items}
-            new = {i.name: item_definition(i) for i in production.items}
+            old = {i.name: self._definitions.get(i.name) for i in self.production.items}
+            new = {i.name: item_definition(i, production) for i in production.items}
             old_enabled = {n: self.enabled(n) for n in old}
             old_kinds = {n: self.kind(n) for n in old}
             old_file = str(self.file)
@@ -350,6 +368,7 @@ class Supervisor:
                 if (self.kind(n) if n in new else old_kinds[n]) == "service"
             ]
             self._reconcile_gateway(restart=bool(services))
+            self._definitions = new
             return {"added": added, "removed": removed, "changed": changed, "toggled": toggled}
 
     def snapshot(self) -> dict[str, Any]:

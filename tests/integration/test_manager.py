@@ -260,6 +260,58 @@ def test_an_item_ordered_over_partitions_runs_restarts_and_drains_under_the_mana
     assert completed(h, "Op") == 30
 
 
+def routing_rules(target: str) -> str:
+    return yaml.safe_dump({"kind": "rules", "name": "Routes", "rule_sets": [{"rules": [
+        {"name": "adt", "when": [{"condition": 'HL7.{MSH:9.1}="ADT"',
+                                  "actions": [{"type": "send", "target": target}]}]},
+    ]}]})  # fmt: skip
+
+
+def test_an_edited_rule_file_takes_effect_on_reload_and_a_broken_one_is_refused(
+    harness: Harness,
+) -> None:
+    h = harness
+    port = free_port()
+    rules = h.tmp / "routes.yaml"
+    rules.write_text(routing_rules("OpA"))
+    h.write([
+        {"name": "In", "class": "HL7TCPService", "targets": ["Router"], "settings": {"port": port}},
+        {"name": "Router", "class": "HL7RoutingEngine", "pool": "threads",
+         "targets": ["OpA", "OpB"], "settings": {"rules": "routes.yaml"}},
+        {"name": "OpA", "class": "tests.hosts:RecordingOperation", "pool": "threads"},
+        {"name": "OpB", "class": "tests.hosts:RecordingOperation", "pool": "threads"},
+    ])  # fmt: skip
+    with running(h), BlockingMLLPClient("127.0.0.1", port) as client:
+        # Given a router whose rule file sends ADTs to OpA
+        client.send(adt(1))
+        wait_for(lambda: completed(h, "OpA") == 1, 60, "the first ADT at OpA")
+        before = status(h)
+
+        # When the rule file is edited (the production file is not) and reloaded
+        rules.write_text(routing_rules("OpB"))
+        out = hie(h, "reload", "Router", "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["changed"] == ["Router"]
+
+        # Then only the router restarted, and the next ADT goes where the new rule says
+        after = status(h)
+        assert after["Router"]["pid"] != before["Router"]["pid"]
+        assert all(after[n]["pid"] == before[n]["pid"] for n in ("In", "OpA", "OpB"))
+        client.send(adt(2))
+        wait_for(lambda: completed(h, "OpB") == 1, 60, "the second ADT at OpB")
+
+        # When the rule file is broken and `update` is asked to apply it
+        rules.write_text(routing_rules("OpB").replace('="ADT"', "= ="))
+        out = hie(h, "update", str(h.path))
+
+        # Then it is refused, naming the file, and the running router keeps the last good rules
+        assert out.returncode == 1 and "routes.yaml" in out.stdout + out.stderr, out.stderr
+        assert status(h)["Router"]["pid"] == after["Router"]["pid"]
+        client.send(adt(3))
+        wait_for(lambda: completed(h, "OpB") == 2, 60, "the third ADT at OpB")
+    assert completed(h, "OpA") == 1
+
+
 def test_start_refuses_a_second_manager_and_status_works_when_stopped(harness: Harness) -> None:
     h = harness
     h.write(items(free_port()))
