@@ -177,7 +177,8 @@ def _run_worker(args: argparse.Namespace, settings: Settings, production: Any, i
         os.nice(settings.worker_nice)  # the gateway's ACKs first (Settings.worker_nice)
     # A service's first commit is its custody of the message; a hop's records can be replayed.
     durable = issubclass(production.host_class(item.name), BusinessService)
-    dispatcher = open_dispatcher(production, settings, open_store(settings, durable=durable))
+    store = open_store(settings, durable=durable, production=production.name)
+    dispatcher = open_dispatcher(production, settings, store)
     app = dispatcher.app
     runtimes = register_production(app, production, dispatcher, only=[item.name])
     queue = queue_name(production.name, item.name)

@@ -281,7 +281,7 @@ def build_sweeper(production: Production, settings: Settings, **options: Any) ->
     """A sweeper for ``production`` with its own app, dispatcher and store."""
     from hie.startup import open_dispatcher, open_store
 
-    store = open_store(settings)
+    store = open_store(settings, production=production.name)
     dispatcher = open_dispatcher(production, settings, store)
     return RecoverySweeper(store, dispatcher, production, **options)
 

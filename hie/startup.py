@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from hie.settings import Settings
 
 
-def open_store(settings: Settings, *, durable: bool = False, upgrade: bool = True) -> MessageStore:
+def open_store(
+    settings: Settings,
+    *,
+    durable: bool = False,
+    upgrade: bool = True,
+    production: str | None = None,
+) -> MessageStore:
     """The message store for ``settings``, at the current schema.
 
     ``durable``: for processes that take custody of inbound messages (a service deletes its source
@@ -28,9 +34,9 @@ def open_store(settings: Settings, *, durable: bool = False, upgrade: bool = Tru
     ``upgrade``: migrate a store an older HIE made (what runs a production does: ``start``, the
     manager, workers, gateways); commands that only look or make small changes pass False and
     get a ``StoreError`` saying to run ``hie db upgrade`` instead (a new store is set up either
-    way).
+    way). ``production``: the production this process serves (``MessageStore``).
     """
-    store = MessageStore(settings.database_url, durable=durable)
+    store = MessageStore(settings.database_url, durable=durable, production=production)
     if upgrade:
         store.migrate()
     else:

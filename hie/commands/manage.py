@@ -148,7 +148,9 @@ class LiveTable:
             if self.store is None:
                 from hie.startup import open_store
 
-                self.store = open_store(self.supervisor.settings)
+                self.store = open_store(
+                    self.supervisor.settings, production=self.supervisor.production.name
+                )
             rows = full_status(
                 self.supervisor.production,
                 self.store,
@@ -206,7 +208,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if production is None:
         assert running is not None
         production = _load(running["file"], check_files=False)
-    store = open_store(settings, upgrade=False)
+    store = open_store(settings, upgrade=False, production=name)
     try:
         rows = full_status(production, store, running, load_state(settings, name))
     finally:

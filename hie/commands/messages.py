@@ -62,6 +62,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--source", help="item that sent it")
     p.add_argument("--target", help="item it was sent to")
     p.add_argument("--field", type=_field, help="HL7 field match, e.g. PID-3=12345")
+    p.add_argument(
+        "--production", metavar="NAME", help="only this production's (when several share a store)"
+    )
     p.add_argument("--limit", type=int, default=50, help="at most N messages (default 50)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_messages)
@@ -118,11 +121,11 @@ def add_commands(subparsers: Any) -> None:
     p.set_defaults(func=cmd_recover)
 
 
-def _store(settings: Settings) -> MessageStore:
+def _store(settings: Settings, production: str | None = None) -> MessageStore:
     # hie.startup imports Celery, which only resend needs: keep the read-only commands quick.
     from hie.startup import open_store
 
-    return open_store(settings, upgrade=False)
+    return open_store(settings, upgrade=False, production=production)
 
 
 def resolve(store: MessageStore, ident: str) -> MessageHeader:
@@ -149,7 +152,7 @@ def _header_dict(h: MessageHeader) -> dict[str, Any]:
 
 def cmd_messages(args: argparse.Namespace, settings: Settings) -> int:
     """List stored messages matching the filters, newest first."""
-    found = _store(settings).find(
+    found = _store(settings, args.production).find(
         status=args.status,
         msg_type=args.msg_type,
         since=args.since,
@@ -255,7 +258,9 @@ def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
     if path is None:
         print("error: resend needs the production: give FILE or --production FILE", file=sys.stderr)
         return 2
-    store = _store(settings)
+    production = load_production(path)
+    # The production's own messages are queried, and the copies carry its name.
+    store = _store(settings, production.name)
     if query is None:
         ids = [resolve(store, args.id).message_id]
     else:
@@ -265,7 +270,6 @@ def cmd_resend(args: argparse.Namespace, settings: Settings) -> int:
             print(mid)
         print(f"{len(ids)} message(s) would be resent", file=sys.stderr)
         return 0
-    production = load_production(path)
     dispatcher = open_dispatcher(production, settings, store)
     copies = operator.resend_many(
         store, dispatcher, production, ids, target=args.to, user=_operator_name()

@@ -74,8 +74,10 @@ class Database:
         busy_timeout_ms: int = 30_000,
         durable: bool = False,
         echo: bool = False,
+        production: str | None = None,
     ) -> None:
         self.url = parse_url(url)
+        self.production = production
         self._engines = EngineHolder(
             self.url,
             pool_size=pool_size,
@@ -84,7 +86,7 @@ class Database:
             durable=durable,
             echo=echo,
         )
-        self._hot = HotWrites(self.url.get_backend_name())
+        self._hot = HotWrites(self.url.get_backend_name(), production)
 
     @property
     def where(self) -> str:

@@ -176,6 +176,9 @@ class MessageRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     #: The envelope's free-form headers, as a JSON object.
     headers: Mapped[str | None] = mapped_column(Text)
+    #: The production that stored it (None: stored before productions were recorded, or by a
+    #: tool that names none): productions sharing one store each see their own.
+    production: Mapped[str | None] = mapped_column(String(NAME_LENGTH))
 
     __table_args__ = (
         Index("ix_messages_session_id", "session_id"),
@@ -189,6 +192,7 @@ class MessageRow(Base):
         Index("ix_messages_target_status", "target", "status"),
         Index("ix_messages_parent_id", "parent_id"),
         Index("ix_messages_body_id", "body_id"),
+        Index("ix_messages_production_status", "production", "status"),
     )
 
 
@@ -235,6 +239,8 @@ class CounterRow(Base):
 
     __tablename__ = "item_counters"
 
+    #: The production whose item this is ("": counted before productions were recorded).
+    production: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     item: Mapped[str] = mapped_column(String(NAME_LENGTH), primary_key=True)
     counter: Mapped[str] = mapped_column(String(20), primary_key=True)
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)

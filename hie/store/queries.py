@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import ColumnElement, Row, Select, func, or_, select
 
 from hie.errors import StoreError
 from hie.messages import BODY_HL7, BODY_NONE, BODY_TEXT, Envelope
@@ -35,6 +35,19 @@ class Queries(Database):
     """The store's reading methods (part of ``MessageStore``)."""
 
     # -- reading one message ---------------------------------------------------------------------
+
+    def _ours(self) -> list[ColumnElement[bool]]:
+        """The condition that keeps a query to this store's production (see ``MessageStore``):
+        its messages, and those stored before productions were recorded."""
+        if self.production is None:
+            return []
+        m = MESSAGES.c
+        return [or_(m.production == self.production, m.production.is_(None))]
+
+    def _our_counters(self) -> list[ColumnElement[bool]]:
+        if self.production is None:
+            return []
+        return [COUNTERS.c.production.in_([self.production, ""])]
 
     def load(self, message_id: str | UUID) -> Envelope:
         """The stored message as an ``Envelope``, body included.
@@ -114,6 +127,7 @@ class Queries(Database):
             MESSAGES.c.source == source if source is not None else None,
             MESSAGES.c.target == target if target is not None else None,
             MESSAGES.c.control_id == control_id if control_id is not None else None,
+            *self._ours(),
         ]
         query = query.where(*[c for c in conditions if c is not None])
         query = query.order_by(MESSAGES.c.created_at.desc(), MESSAGES.c.message_id)
@@ -233,7 +247,7 @@ class Queries(Database):
         with self._read("find stale messages") as conn:
             rows = conn.execute(
                 select(*_HEADER_COLUMNS)
-                .where(MESSAGES.c.status.in_(wanted), MESSAGES.c.updated_at < cutoff)
+                .where(MESSAGES.c.status.in_(wanted), MESSAGES.c.updated_at < cutoff, *self._ours())
                 .order_by(MESSAGES.c.updated_at)
                 .limit(limit)
             )
@@ -243,13 +257,11 @@ class Queries(Database):
         self, after_id: int, names: Iterable[str], limit: int = 1000
     ) -> list[EventRecord]:
         """Events named ``names`` with an id above ``after_id``, oldest first (a cursor)."""
+        query = select(EVENTS).where(EVENTS.c.id > after_id, EVENTS.c.event.in_(list(names)))
+        if ours := self._ours():
+            query = query.where(EVENTS.c.message_id.in_(select(MESSAGES.c.message_id).where(*ours)))
         with self._read("read new events") as conn:
-            rows = conn.execute(
-                select(EVENTS)
-                .where(EVENTS.c.id > after_id, EVENTS.c.event.in_(list(names)))
-                .order_by(EVENTS.c.id)
-                .limit(limit)
-            )
+            rows = conn.execute(query.order_by(EVENTS.c.id).limit(limit))
             return [EventRecord.from_row(r) for r in rows]
 
     def last_event_id(self) -> int:
@@ -261,7 +273,9 @@ class Queries(Database):
         """How many messages are in each status (absent statuses count 0)."""
         with self._read("count messages") as conn:
             rows = conn.execute(
-                select(MESSAGES.c.status, func.count()).group_by(MESSAGES.c.status)
+                select(MESSAGES.c.status, func.count())
+                .where(*self._ours())
+                .group_by(MESSAGES.c.status)
             ).all()
         counts = dict.fromkeys(Status, 0)
         counts.update({Status(s): n for s, n in rows})
@@ -280,6 +294,7 @@ class Queries(Database):
                 .where(
                     MESSAGES.c.target.in_(list(targets)),
                     MESSAGES.c.status == str(Status.QUEUED),
+                    *self._ours(),
                 )
                 .group_by(MESSAGES.c.target)
             )
@@ -298,7 +313,7 @@ class Queries(Database):
         with self._read("read the item counters") as conn:
             rows = conn.execute(
                 select(c.item, c.counter, func.sum(c.total))
-                .where(c.item.in_(list(items)))
+                .where(c.item.in_(list(items)), *self._our_counters())
                 .group_by(c.item, c.counter)
             )
             for item, counter, total in rows:
@@ -315,7 +330,7 @@ class Queries(Database):
         with self._read("read the last errors") as conn:
             rows = conn.execute(
                 select(m.target, m.error)
-                .where(m.target.in_(list(items)), m.status == str(Status.ERROR))
+                .where(m.target.in_(list(items)), m.status == str(Status.ERROR), *self._ours())
                 .order_by(m.updated_at.desc())
                 .limit(200)
             )
@@ -331,7 +346,7 @@ class Queries(Database):
         with self._read("count recent messages") as conn:
             rows = conn.execute(
                 select(m.target, m.status, func.count())
-                .where(m.created_at >= since)
+                .where(m.created_at >= since, *self._ours())
                 .group_by(m.target, m.status)
             ).all()
         out: dict[str, dict[str, int]] = {}
@@ -355,7 +370,7 @@ class Queries(Database):
         )
         query = (
             select(m.message_id, m.target, m.updated_at, started)
-            .where(m.target.in_(list(items)), m.status == str(Status.COMPLETED))
+            .where(m.target.in_(list(items)), m.status == str(Status.COMPLETED), *self._ours())
             .order_by(m.updated_at)
             .limit(limit)
         )

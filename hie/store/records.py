@@ -42,6 +42,8 @@ class MessageHeader:
     key: str | None
     possible_duplicate: bool
     attempts: int
+    #: The production that stored it (None: stored before productions were recorded).
+    production: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> MessageHeader:

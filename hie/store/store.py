@@ -31,6 +31,10 @@ class MessageStore(Recording, Queries, Retention):
             commits, never corrupts them (SQLite ``NORMAL``, PostgreSQL ``synchronous_commit=off``):
             for hop records, which a restart replays.
         echo: log every SQL statement (debugging only).
+        production: the production this process serves: its new messages and counters carry
+            it, and what the store is asked (what waits, what is stale, counts, searches) is
+            about that production's messages only, plus those stored before productions were
+            recorded. None: every production's (the tools that look at the whole store).
 
     Every method raises ``StoreError`` when the database refuses or does not answer.
     """

@@ -42,17 +42,18 @@ SET_ASIDE = (str(Status.SUSPENDED), str(Status.DISCARDED))
 _MESSAGE_COLUMNS = (
     "message_id", "session_id", "correlation_id", "parent_id", "source", "target", "msg_type",
     "control_id", "priority", "status", "created_at", "updated_at", "error", "body_id",
-    "ack_code", "ack_text", "key", "possible_duplicate", "attempts", "headers",
+    "ack_code", "ack_text", "key", "possible_duplicate", "attempts", "headers", "production",
 )  # fmt: skip
 _EVENT_COLUMNS = (
     "message_id", "session_id", "at", "event", "item", "pid", "duration_ms", "detail",
 )  # fmt: skip
 _BODY_COLUMNS = ("session_id", "content_type", "content", "size", "sha256")
-_COUNTER_COLUMNS = ("item", "counter", "shard", "total")
+_COUNTER_COLUMNS = ("production", "item", "counter", "shard", "total")
 # Adds to an existing share; the multi-row VALUES never names one (item, counter) twice, which
 # PostgreSQL would refuse.
 _ADD_TO_COUNTER = (
-    " ON CONFLICT (item, counter, shard) DO UPDATE SET total = item_counters.total + excluded.total"
+    " ON CONFLICT (production, item, counter, shard) "
+    "DO UPDATE SET total = item_counters.total + excluded.total"
 )
 #: A status a message enters that ``item_counters`` counts, and the counter it adds to.
 _COUNTED_STATUSES = {Status.COMPLETED: CounterName.COMPLETED, Status.ERROR: CounterName.FAILED}
@@ -143,8 +144,10 @@ _IN_IDS_LOCKED_IN_ORDER = (
 class HotWrites:
     """The hot path's statements for one backend (``sqlite`` or ``postgresql``)."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, production: str | None = None) -> None:
         self.sqlite = backend == "sqlite"
+        #: Written on every new message and counter ("" on counters when None).
+        self.production = production
         self._mark = "?" if self.sqlite else "%s"
         self._sql: dict[tuple[str, int], str] = {}
 
@@ -282,6 +285,7 @@ class HotWrites:
             False,
             0,
             json.dumps(env.headers) if env.headers else None,
+            self.production,
         )
 
     def _body_ids(
@@ -376,7 +380,10 @@ class HotWrites:
         if not tally:
             return
         shard = os.getpid() % COUNTER_SHARDS
-        rows = [(item, str(counter), shard, n) for (item, counter), n in sorted(tally.items())]
+        mine = self.production or ""
+        rows = [
+            (mine, item, str(counter), shard, n) for (item, counter), n in sorted(tally.items())
+        ]
         self.insert(conn, "item_counters", _COUNTER_COLUMNS, rows, tail=_ADD_TO_COUNTER)
 
     # -- a worker's batch ------------------------------------------------------------------------

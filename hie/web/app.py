@@ -450,7 +450,7 @@ def create_web_app(
     if store is None:
         from hie.startup import open_store
 
-        store = open_store(settings, upgrade=False)
+        store = open_store(settings, upgrade=False, production=production.name)
     user_map = parse_users(users or "")
     if login_required and not user_map:
         raise ConfigError(

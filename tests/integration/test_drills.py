@@ -24,7 +24,8 @@ import pytest
 
 from hie.adapters.mllp import BlockingMLLPClient
 from hie.broker import start_embedded_redis, stop_embedded_redis
-from hie.commands.messages import format_trace, resend
+from hie.commands.messages import format_trace
+from hie.operator import resend
 from hie.errors import DeliveryError
 from hie.hl7 import HL7Message, ack_code
 from hie.settings import Settings
@@ -316,8 +317,10 @@ def test_trace_shows_every_hop_and_resend_delivers_again_in_the_session(
         copy = resend(
             store_harness.store,
             store_harness.dispatcher,
-            store_harness.store.load(out.message_id),
-            None,
+            store_harness.production,
+            str(out.message_id),
+            target=None,
+            user="test",
         )
         wait_for(lambda: len(peer.received) == 2, 30, "the resent message at the peer")
         new = wait_for(

@@ -748,3 +748,37 @@ def test_migrating_again_changes_nothing(store: MessageStore) -> None:
     store.migrate()
     store.migrate()
     assert store.load(sent.message_id) == sent
+
+
+# -- productions sharing one store ---------------------------------------------------------------
+
+
+def test_productions_sharing_a_store_each_see_their_own_messages(store: MessageStore) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    north, south = (MessageStore(url, production=name) for name in ("North", "South"))
+    try:
+        # Given both productions with an item named Out
+        mine = [hl7_envelope(target="Out", source="In") for _ in range(2)]
+        theirs = [hl7_envelope(target="Out", source="In") for _ in range(3)]
+        north.save_many(SaveRequest(e, "queued", event="received", item="Out") for e in mine)
+        south.save_many(SaveRequest(e, "queued", event="received", item="Out") for e in theirs)
+        # Then each counts its own
+        assert north.counters(["Out"])["Out"].received == 2
+        assert south.counters(["Out"])["Out"].received == 3
+
+        # Given also a message stored before productions were recorded (no production)
+        legacy = hl7_envelope(target="Out", source="In")
+        store.save(legacy, status="queued", item="Out")
+        # Then each production finds, counts as waiting and sweeps its own and the older one
+        assert north.waiting(["Out"]) == {"Out": 3} and south.waiting(["Out"]) == {"Out": 4}
+        found = {h.message_id for h in north.find(target="Out")}
+        assert found == {str(e.message_id) for e in [*mine, legacy]}
+        time.sleep(0.05)
+        stale = {h.message_id for h in north.stale(0.01)}
+        assert stale == {str(e.message_id) for e in [*mine, legacy]}
+        # ... while a store that names no production sees every one
+        assert store.waiting(["Out"]) == {"Out": 6}
+        assert store.header(mine[0].message_id).production == "North"
+    finally:
+        north.dispose()
+        south.dispose()

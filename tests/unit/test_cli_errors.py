@@ -58,10 +58,10 @@ def test_read_commands_ask_for_db_upgrade_on_an_older_store_and_print_no_migrati
     assert up.returncode == 0, up.stderr
     record = json.loads(up.stdout)
     assert (record["before"], record["after"], record["upgraded"]) == (
-        "0002_target_status_index", "0003_item_counters", True,
+        "0002_target_status_index", "0004_production", True,
     )  # fmt: skip
     again = hie(tmp_path, "db", "upgrade")
-    assert again.returncode == 0 and "already at schema revision 0003_item_counters" in again.stdout
+    assert again.returncode == 0 and "already at schema revision 0004_production" in again.stdout
 
     # Then read commands work, and none prints Alembic's progress lines
     listed = hie(tmp_path, "messages")
@@ -74,6 +74,4 @@ def test_a_new_store_is_set_up_by_a_read_command(tmp_path: Path) -> None:
     out = hie(tmp_path, "messages")
     assert out.returncode == 0, out.stderr
     assert "alembic" not in (out.stdout + out.stderr).lower()
-    assert MessageStore(f"sqlite:///{tmp_path / 'hie.db'}").schema_revision() == (
-        "0003_item_counters"
-    )
+    assert MessageStore(f"sqlite:///{tmp_path / 'hie.db'}").schema_revision() == ("0004_production")

@@ -70,7 +70,7 @@ def test_migrated_schema_matches_the_models(store: MessageStore) -> None:
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-    assert version == "0003_item_counters"
+    assert version == "0004_production"
 
 
 def store_before_counters(store: MessageStore) -> None:
