@@ -187,11 +187,16 @@ def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
     started = time.monotonic()
     while pid_alive(pid) and time.monotonic() - started < args.wait:
         time.sleep(0.1)
-    if pid_alive(pid):
+    took = time.monotonic() - started
+    stopped = not pid_alive(pid)
+    if args.json:
+        record = {"production": name, "manager_pid": pid, "stopped": stopped}
+        print(json.dumps(record | {"seconds": round(took, 1)}))
+    elif stopped:
+        print(f"production {name} stopped in {took:.1f}s")
+    else:
         print(f"production {name} is still stopping (manager pid {pid})")
-        return 1
-    print(f"production {name} stopped in {time.monotonic() - started:.1f}s")
-    return 0
+    return 0 if stopped else 1
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -232,8 +237,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def _control(command: str) -> Any:
     def run(args: argparse.Namespace, settings: Settings) -> int:
         name, _ = _target(args, settings)
-        _call(settings, name, {"command": command, "item": args.item})
-        print(f"{args.item}: {command}d" if command != "restart" else f"{args.item}: restarted")
+        answer = _call(settings, name, {"command": command, "item": args.item})
+        if args.json:
+            item = next((i for i in answer.get("items", []) if i["name"] == args.item), None)
+            print(json.dumps({"production": name, "command": command, "item": item}))
+        else:
+            done = {"enable": "enabled", "disable": "disabled", "restart": "restarted"}[command]
+            print(f"{args.item}: {done}")
         return 0
 
     run.__doc__ = f"{command.capitalize()} one item of the running production."
@@ -345,6 +355,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("file", nargs="?")
     p.add_argument("--drain-timeout", type=float, help="seconds to let the queues drain")
     p.add_argument("--wait", type=float, default=300.0, help="seconds to wait for the stop")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_stop)
 
     p = sub.add_parser("status", help="per item: state, pids, queue depth, processed, failed")
@@ -356,6 +367,7 @@ def add_commands(sub: Any) -> None:
         p = sub.add_parser(command, help=f"{command} one item of the running production")
         p.add_argument("item")
         p.add_argument("file", nargs="?")
+        p.add_argument("--json", action="store_true", help="print the item's new state as JSON")
         p.set_defaults(func=_control(command))
 
     p = sub.add_parser(

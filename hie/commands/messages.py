@@ -109,6 +109,7 @@ def add_commands(subparsers: Any) -> None:
         "--days", type=_age_in_days, required=True, help="age in days, more than 0 (e.g. 30, 0.5)"
     )
     p.add_argument("--batch", type=int, default=1000, help="messages per transaction")
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_purge)
 
     p = subparsers.add_parser("recover", help="re-publish lost messages; raise alerts")
@@ -118,6 +119,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--interval", type=float, default=5.0, help="seconds (default 5)")
     p.add_argument("--alert-depth", type=int, help="alert when a queue holds N messages")
     p.add_argument("--alert-wait", type=float, help="alert when a message waits S seconds")
+    p.add_argument("--json", action="store_true", help="with --once: print what it did as JSON")
     p.set_defaults(func=cmd_recover)
 
 
@@ -335,7 +337,10 @@ def _age_in_days(text: str) -> float:
 def cmd_purge(args: argparse.Namespace, settings: Settings) -> int:
     """Delete messages older than ``--days`` whose sessions are finished."""
     deleted = _store(settings).purge(args.days, args.batch)
-    print(f"purged {deleted} message(s) older than {args.days:g} day(s)")
+    if args.json:
+        print(json.dumps({"purged": deleted, "days": args.days}))
+    else:
+        print(f"purged {deleted} message(s) older than {args.days:g} day(s)")
     return 0
 
 
@@ -356,6 +361,8 @@ def cmd_recover(args: argparse.Namespace, settings: Settings) -> int:
         alert_depth=args.alert_depth,
         alert_wait=args.alert_wait,
     )
-    if report is not None:
+    if report is not None and args.json:
+        print(json.dumps({"requeued": report.requeued, "alerts": report.alerts}))
+    elif report is not None:
         print(f"re-published {len(report.requeued)} message(s), raised {report.alerts} alert(s)")
     return 0

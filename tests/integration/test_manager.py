@@ -137,7 +137,10 @@ def test_status_kill_disable_enable_restart_update_and_metrics(harness: Harness)
         wait_for(lambda: completed(h, "Op") == 10, 60, "ten delivered")
 
         # disable: messages wait in Op's queue, visible in status; enable: all delivered.
-        assert hie(h, "disable", "Op").returncode == 0
+        disabled = hie(h, "disable", "Op", "--json")
+        assert (
+            disabled.returncode == 0 and json.loads(disabled.stdout)["item"]["state"] == "disabled"
+        )
         assert status(h)["Op"]["state"] == "disabled"
         state = json.loads((h.settings.home / "run" / h.name / "state.json").read_text())
         assert state["enabled"] == {"Op": False}
@@ -253,8 +256,9 @@ def test_an_item_ordered_over_partitions_runs_restarts_and_drains_under_the_mana
 
         # When it is stopped with a drain timeout while most of them still wait in sub-queues
         assert completed(h, "Op") < 30, "the test should stop with messages queued"
-        out = hie(h, "stop", "--drain-timeout", "60")
+        out = hie(h, "stop", "--drain-timeout", "60", "--json")
         assert out.returncode == 0, out.stdout + out.stderr
+        assert json.loads(out.stdout)["stopped"] is True
 
     # Then the stop waited for the sub-queues: every message was delivered before it stopped
     assert completed(h, "Op") == 30
