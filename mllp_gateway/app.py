@@ -49,7 +49,7 @@ class Gateway:
         overrides = load_state(self.settings, self.production.name)
         self.production = effective_production(self.production, overrides)
         # The commit that gates an ACK is synced to disk (SQLite synchronous=FULL).
-        self.store = open_store(self.settings, durable=True)
+        self.store = open_store(self.settings, durable=True, production=self.production.name)
         self.dispatcher = open_dispatcher(self.production, self.settings, self.store)
         self.app = self.dispatcher.app
         self.committer = GroupCommitter(self.store, after_commit=self.dispatcher.outbox.publish)
