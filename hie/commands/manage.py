@@ -178,7 +178,7 @@ class LiveTable:
 # -- commands that talk to a running manager ------------------------------------------------------
 def cmd_stop(args: argparse.Namespace, settings: Settings) -> int:
     """Graceful stop: the gateway stops accepting, queues drain, workers finish, then exit."""
-    name, _ = _target(args, settings)
+    name, _ = _target(args, settings, check_files=False)  # a broken rule file must not block it
     request: dict[str, Any] = {"command": "stop"}
     if args.drain_timeout is not None:
         request["drain_timeout"] = args.drain_timeout
@@ -236,7 +236,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _control(command: str) -> Any:
     def run(args: argparse.Namespace, settings: Settings) -> int:
-        name, _ = _target(args, settings)
+        name, _ = _target(args, settings, check_files=False)
         answer = _call(settings, name, {"command": command, "item": args.item})
         if args.json:
             item = next((i for i in answer.get("items", []) if i["name"] == args.item), None)
