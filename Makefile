@@ -31,9 +31,11 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/e2e.py $(BENCH_ARGS)
 
-## Failure drills on a running production; fails if anything ACKed is lost.
+## Failure drills on a running production, then two hosts with the link between them cut;
+## fails if anything ACKed is lost.
 drills: $(STAMP)
 	$(BIN)/python bench/faults.py $(DRILLS_ARGS)
+	$(BIN)/python bench/two_hosts.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

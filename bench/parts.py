@@ -105,7 +105,7 @@ async def read_frame(reader: asyncio.StreamReader) -> bytes:
 # -- sink ----------------------------------------------------------------------------------------
 
 
-async def _sink(port: int, log_path: Path) -> None:
+async def _sink(port: int, log_path: Path, host: str = "127.0.0.1") -> None:
     log = log_path.open("a", buffering=1 << 16)
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -126,7 +126,7 @@ async def _sink(port: int, log_path: Path) -> None:
             await asyncio.sleep(0.1)
             log.flush()
 
-    server = await asyncio.start_server(connection, "127.0.0.1", port, limit=1 << 22)
+    server = await asyncio.start_server(connection, host, port, limit=1 << 22)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -627,6 +627,7 @@ def main() -> None:
     p = sub.add_parser("sink")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log", type=Path, required=True)
+    p.add_argument("--host", default="127.0.0.1")
     p = sub.add_parser("ackserver")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--db")
@@ -646,7 +647,7 @@ def main() -> None:
         p.add_argument("--limit", type=int, default=0, help="b3pub: max depth of the first queue")
     args = parser.parse_args()
     if args.role == "sink":
-        asyncio.run(_sink(args.port, args.log))
+        asyncio.run(_sink(args.port, args.log, args.host))
     elif args.role == "ackserver":
         asyncio.run(_ackserver(args.port, args.db))
     elif args.role == "load":
