@@ -116,7 +116,12 @@ def _detach(args: argparse.Namespace, settings: Settings, name: str) -> int:
             print(f"an item failed to start; see {logs}")
             return 1
         if all(s in ("running", "disabled") for s in states):
-            print(f"production {name} running (manager pid {proc.pid}); logs in {logs}")
+            if getattr(args, "json", False):
+                items = {i["name"]: i["state"] for i in status["items"]}
+                record = {"production": name, "manager_pid": proc.pid, "logs": str(logs)}
+                print(json.dumps(record | {"items": items}))
+            else:
+                print(f"production {name} running (manager pid {proc.pid}); logs in {logs}")
             return 0
         time.sleep(0.2)
     print(f"production {name} did not become ready within {args.wait:.0f}s; see {logs}")
@@ -349,6 +354,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--wait", type=float, default=180.0, help="--detach: seconds to wait for ready")
     p.add_argument("--metrics-port", type=int, help="serve /metrics and /health/* on this port")
     p.add_argument("--metrics-host", default="127.0.0.1", help="address of the metrics endpoint")
+    p.add_argument("--json", action="store_true", help="--detach: print the started state as JSON")
     p.set_defaults(func=cmd_start)
 
     p = sub.add_parser("stop", help="graceful stop: stop accepting, drain, stop workers")

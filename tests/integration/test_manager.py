@@ -73,7 +73,7 @@ def running(h: Harness, *extra: str) -> Any:
     out = hie(h, "start", str(h.path), "--detach", "--drain-timeout", "5", *extra)
     assert out.returncode == 0, out.stdout + out.stderr + manager_log(h)
     try:
-        yield
+        yield json.loads(out.stdout) if "--json" in extra else None
     finally:
         stop_or_kill(h)
 
@@ -97,7 +97,8 @@ def test_start_detach_returns_once_the_gateway_listens(harness: Harness) -> None
     h = harness
     port = free_port()
     h.write(items(port))
-    with running(h):
+    with running(h, "--json") as started:
+        assert started["items"] == {"In": "running", "Router": "running", "Op": "running"}
         # No waiting: a sender right after `hie start --detach` finds the port open.
         with BlockingMLLPClient("127.0.0.1", port, connect_timeout=1) as client:
             assert ack_code(HL7Message(client.send(adt(1)))) == "AA"

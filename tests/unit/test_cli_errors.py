@@ -75,3 +75,16 @@ def test_a_new_store_is_set_up_by_a_read_command(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "alembic" not in (out.stdout + out.stderr).lower()
     assert MessageStore(f"sqlite:///{tmp_path / 'hie.db'}").schema_revision() == ("0004_production")
+
+
+def test_status_with_the_broker_down_answers_without_a_traceback(tmp_path: Path) -> None:
+    production = tmp_path / "p.yaml"
+    production.write_text(
+        "name: Down\nitems:\n"
+        "  - {name: Out, class: HL7TCPOperation, settings: {host: 127.0.0.1, port: 9}}\n"
+    )
+    # A port nobody listens on: the broker is down
+    out = hie(tmp_path, "status", str(production), "--json", HIE_BROKER_URL="redis://127.0.0.1:9/0")
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    report = json.loads(out.stdout)
+    assert report["running"] is False and report["items"][0]["state"] == "stopped"
