@@ -52,9 +52,12 @@ def _field(text: str) -> tuple[str, str]:
     return path.strip(), value
 
 
-def add_commands(subparsers: Any) -> None:
-    """Add the message commands to the CLI."""
-    p = subparsers.add_parser("messages", help="list stored messages, newest first")
+#: The filters of ``messages``, and of a bulk ``resend`` (the same query): ``_query`` reads them.
+FILTERS = ("status", "msg_type", "since", "until", "source", "target", "field")
+
+
+def _add_filters(p: Any) -> None:
+    """The message filters (``FILTERS``) on a parser or argument group."""
     p.add_argument("--status", choices=[str(s) for s in Status])
     p.add_argument("--type", dest="msg_type", help="message type, e.g. ADT^A01")
     p.add_argument("--since", type=parse_time, help="created at or after (ISO or 1h, 2d ...)")
@@ -62,6 +65,12 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--source", help="item that sent it")
     p.add_argument("--target", help="item it was sent to")
     p.add_argument("--field", type=_field, help="HL7 field match, e.g. PID-3=12345")
+
+
+def add_commands(subparsers: Any) -> None:
+    """Add the message commands to the CLI."""
+    p = subparsers.add_parser("messages", help="list stored messages, newest first")
+    _add_filters(p)
     p.add_argument(
         "--production", metavar="NAME", help="only this production's (when several share a store)"
     )
@@ -83,13 +92,7 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--to", dest="to", metavar="ITEM", help="send to ITEM instead of its target")
     p.add_argument("--production", metavar="FILE", help="the production file")
     q = p.add_argument_group("bulk resend (instead of an id): the messages `messages` would list")
-    q.add_argument("--status", choices=[str(s) for s in Status])
-    q.add_argument("--type", dest="msg_type", help="message type, e.g. ADT^A01")
-    q.add_argument("--since", type=parse_time, help="created at or after (ISO or 1h, 2d ...)")
-    q.add_argument("--until", type=parse_time, help="created before (ISO or 1h, 2d ...)")
-    q.add_argument("--source", help="item that sent it")
-    q.add_argument("--target", help="item it was sent to")
-    q.add_argument("--field", type=_field, help="HL7 field match, e.g. PID-3=12345")
+    _add_filters(q)
     q.add_argument("--limit", type=int, default=1000, help="at most N messages (default 1000)")
     q.add_argument("--dry-run", action="store_true", help="list what would be resent, send nothing")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -154,16 +157,7 @@ def _header_dict(h: MessageHeader) -> dict[str, Any]:
 
 def cmd_messages(args: argparse.Namespace, settings: Settings) -> int:
     """List stored messages matching the filters, newest first."""
-    found = _store(settings, args.production).find(
-        status=args.status,
-        msg_type=args.msg_type,
-        since=args.since,
-        until=args.until,
-        source=args.source,
-        target=args.target,
-        field=args.field,
-        limit=args.limit,
-    )
+    found = _store(settings, args.production).find(**(_query(args) or {}), limit=args.limit)
     if args.json:
         print(json.dumps([_header_dict(h) for h in found], indent=2))
         return 0
@@ -239,8 +233,7 @@ def production_file(args: argparse.Namespace, settings: Settings) -> str | None:
 
 def _query(args: argparse.Namespace) -> dict[str, Any] | None:
     """The filters of a bulk resend (None: none given)."""
-    names = ("status", "msg_type", "since", "until", "source", "target", "field")
-    query = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    query = {n: getattr(args, n) for n in FILTERS if getattr(args, n) is not None}
     return query or None
 
 
