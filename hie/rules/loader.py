@@ -7,6 +7,7 @@ export (``<lookupTable><entry table="T" key="K">V</entry></lookupTable>``).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,27 @@ def load_rules(path: str | Path) -> RuleDefinition:
     path = Path(path)
     if path.suffix.lower() in (".cls", ".xml"):
         return load_iris_rules(path)
-    return rules_from_data(_read_data(path), source=str(path))
+    try:
+        return rules_from_data(_read_data(path), source=str(path))
+    except ConfigError as exc:
+        line = _line_of_expression(path, str(exc))
+        if line is None:
+            raise
+        reason = str(exc).removeprefix(f"{path}: ")
+        raise ConfigError(f"{path}, line {line}: {reason}") from exc
+
+
+def _line_of_expression(path: Path, error: str) -> int | None:
+    """The line of ``path`` holding the expression an error quotes (``expression '...'``):
+    a rule that does not compile is refused with where it is, not only what it says."""
+    found = re.search(r"expression '(.+?)': ", error)
+    if found is None:
+        return None
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except OSError:
+        return None
+    return next((n for n, text in enumerate(lines, 1) if found.group(1) in text), None)
 
 
 def load_transform(path: str | Path, *, allow_partial: bool = False) -> Transform:

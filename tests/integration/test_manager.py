@@ -309,8 +309,10 @@ def test_an_edited_rule_file_takes_effect_on_reload_and_a_broken_one_is_refused(
         rules.write_text(routing_rules("OpB").replace('="ADT"', "= ="))
         out = hie(h, "update", str(h.path))
 
-        # Then it is refused, naming the file, and the running router keeps the last good rules
-        assert out.returncode == 1 and "routes.yaml" in out.stdout + out.stderr, out.stderr
+        # Then it is refused, naming the file and line, and the running router keeps its rules
+        broken = next(n for n, t in enumerate(rules.read_text().splitlines(), 1) if "= =" in t)
+        assert out.returncode == 1, out.stdout + out.stderr
+        assert f"routes.yaml, line {broken}:" in out.stdout + out.stderr, out.stderr
         assert status(h)["Router"]["pid"] == after["Router"]["pid"]
         client.send(adt(3))
         wait_for(lambda: completed(h, "OpB") == 2, 60, "the third ADT at OpB")
