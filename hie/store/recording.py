@@ -235,10 +235,11 @@ class Recording(Database):
         and for a completed hop the delivery record (message id + item). A worker killed before
         the commit leaves nothing half done (the batch runs again, and what it would send was
         never published); one killed after it never repeats these hops. ``running``: messages
-        of the batch still to come, whose clock is reset (a long batch is not taken for a lost
-        one). ``claim``: messages run on a ``check`` (with when each started), taken here as
-        ``claim`` would have; returns those no longer there to take (set aside by an operator or
-        completed by another copy meanwhile), whose records were dropped.
+        still being worked on, whose clock is reset (``hie.tasks.heartbeat``: a long attempt is
+        not taken for a lost one). ``claim``: messages run on a ``check`` (with when each
+        started), taken here as ``claim`` would have; returns those no longer there to take
+        (set aside by an operator or completed by another copy meanwhile), whose records were
+        dropped.
         """
         if not records and not running:
             return set()

@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds of work after which a hop records what it has done so far, mid-batch.
 CHECKPOINT = 0.05
-#: Seconds between clock resets of a batch's messages while it waits for room downstream.
-HEARTBEAT = 5.0
 #: What a message answers when it runs again later (not its final answer).
 RETRYING = "hie-retrying"
 
@@ -122,10 +120,10 @@ class Hop:
         running = [m for m, c in claims.items() if c.skip is None]
         # However long an attempt takes, its messages do not look lost to the recovery sweeper.
         with self.runtime.heartbeat.running(running):
-            for index, envelope in enumerate(envelopes):
+            for envelope in envelopes:
                 results.append(self._one(envelope, claims[str(envelope.message_id)]))
                 if time.monotonic() - self._since >= CHECKPOINT:
-                    self._checkpoint([str(e.message_id) for e in envelopes[index + 1 :]])
+                    self._checkpoint()
             self._checkpoint()
         return results
 
@@ -344,16 +342,18 @@ class Hop:
         )
 
     # -- recording and publishing ---------------------------------------------------------------
-    def _checkpoint(self, running: list[str] | None = None) -> None:
+    def _checkpoint(self) -> None:
         """Commit what the hop has done so far in one transaction, then publish it."""
         self._since = time.monotonic()
         if not self._records:
             return
         records, self._records = self._records, []
         children = [c for r in records for c in r.children]
-        self._wait_for_room(children, [r.message_id for r in records] + (running or []))
+        # Backpressure before the commit: hold while a target is full (the heartbeat keeps the
+        # batch's messages from looking lost meanwhile).
+        self.outbox.backpressure.wait_for_room(children)
         claim = {r.message_id: b for r in records if (b := self._unclaimed.pop(r.message_id, None))}
-        dropped = self.store.record_hops(records, running=running or (), claim=claim)
+        dropped = self.store.record_hops(records, claim=claim)
         retries, self._retries = self._retries, []
         resumes, self._resumes = self._resumes, []
         if dropped:
@@ -376,10 +376,3 @@ class Hop:
         except Exception as exc:
             # Stored as queued: the recovery sweeper publishes them again.
             log.error("%s cannot publish what it recorded now: %r", self.item, exc)
-
-    def _wait_for_room(self, children: list[Envelope], running: list[str]) -> None:
-        """Backpressure before the commit: hold while a target is full, keeping the batch's
-        messages from looking lost (their clock is reset every ``HEARTBEAT`` seconds)."""
-        backpressure = self.outbox.backpressure
-        while not backpressure.wait_for_room(children, timeout=HEARTBEAT):
-            self.store.record_hops([], running=running)
