@@ -1,6 +1,7 @@
 """Gateway: every inbound item of a production in one process.
 
-HL7TCPService items get an asyncio MLLP listener each (``GatewayServer``); polling services
+HL7TCPService items get an asyncio MLLP listener each (``GatewayServer``), HL7HTTPService and
+HTTPService items an HTTP one (``mllp_gateway.http``); polling services
 (files) run their adapter loops in threads (``ServiceRunner``). All share one store and one group
 committer, whose thread stores and then publishes (through the outbox) what the listeners hand it.
 
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 
 from hie.hooks import hooks_for
 from hie.hosts.hl7_tcp import HL7TCPService
+from hie.hosts.http_service import HL7HTTPService, HTTPService
+from hie.hosts.service import BusinessService
 from hie.production import Production
 from hie.service_runner import ServiceRunner
 from hie.settings import Settings
@@ -29,9 +32,26 @@ from hie.supervisor.rundir import RunDir, gateway_unit, ready_file
 from hie.supervisor.state import effective_production, load_state
 from mllp_gateway.health import HealthServer
 from mllp_gateway.loop_lag import LoopLag
+from mllp_gateway.http import HL7HTTPServer, HTTPServer
+from mllp_gateway.listener import Listener
 from mllp_gateway.server import GatewayServer
 
 log = logging.getLogger(__name__)
+
+#: Which listener serves which kind of inbound item: the first whose host class it is wins.
+LISTENERS: list[tuple[type[BusinessService], type[Listener]]] = [
+    (HL7HTTPService, HL7HTTPServer),
+    (HTTPService, HTTPServer),
+    (HL7TCPService, GatewayServer),
+]
+
+
+def listener_class(host_class: type) -> type[Listener] | None:
+    """The listener for items of ``host_class``, or None (not served by a listener)."""
+    for hosts, listener in LISTENERS:
+        if issubclass(host_class, hosts):
+            return listener
+    return None
 
 
 @dataclass
@@ -42,7 +62,7 @@ class Gateway:
     settings: Settings
     #: Which of an item's ``processes`` this is (0: the first, which also runs the rest).
     process: int = 0
-    servers: dict[str, GatewayServer] = field(default_factory=dict)
+    servers: dict[str, Listener] = field(default_factory=dict)
     health: HealthServer | None = None
 
     def __post_init__(self) -> None:
@@ -59,14 +79,16 @@ class Gateway:
         """Start every enabled inbound item this gateway process serves."""
         for item in self.production.items:
             host_class = self.production.host_class(item.name)
-            if not item.enabled or not issubclass(host_class, HL7TCPService):
+            listener = listener_class(host_class)
+            if not item.enabled or listener is None:
                 continue
             service = host_class(item, self.production, dispatcher=self.dispatcher)
+            assert isinstance(service, BusinessService)  # every listener serves a service
             if self.process >= service.settings.processes:  # type: ignore[attr-defined]
                 continue
             service.hooks = hooks_for(self.production, item)
             service.on_init()
-            server = GatewayServer(
+            server = listener(
                 service, store=self.store, committer=self.committer, outbox=self.dispatcher.outbox
             )
             await server.start()

@@ -22,14 +22,12 @@ the kernel spreads new connections over them), each with its own committer.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import ssl
 import time
-from dataclasses import dataclass, field
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
-from hie.adapters.mllp import ByteBudget, Frame, MLLPFrameReader, frame
+from hie.adapters.mllp import Frame, MLLPFrameReader, frame
 from hie.errors import HIEError, MLLPFramingError, MLLPTimeoutError, SkipMessage
 from hie.hl7 import (
     HL7Message,
@@ -44,6 +42,7 @@ from hie.messages import BODY_TEXT, Envelope
 from hie.store import SaveRequest
 from hie.tasks.decision import describe
 from mllp_gateway.acks import AckPlan, plan_acks, wait_for_session
+from mllp_gateway.listener import Listener
 
 if TYPE_CHECKING:
     from hie.outbox import Outbox
@@ -51,25 +50,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class GatewayStats:
-    """Counters of one listener (read by tests, benchmarks and the metrics endpoint)."""
-
-    connections: int = 0
-    received: int = 0
-    acked: int = 0
-    rejected: int = 0
-    #: Messages answered AE because the store did not take them.
-    errors: int = 0
-    refused_connections: int = 0
-    #: Messages answered AE because a target queue stayed full.
-    busy: int = 0
-    ack_seconds: list[float] = field(default_factory=list)
+#: How the message in hand was answered, for listeners whose protocol says more than the ACK
+#: (HTTP status codes): ``accepted`` (also skipped), ``rejected`` (not HL7: AR), ``refused``
+#: (``on_message`` or a hook raised: AE), ``busy`` (a target queue full), ``not stored``, or
+#: ``failed`` (an unforeseen error). Set per connection task, read right after ``handle``.
+OUTCOME: ContextVar[str] = ContextVar("hie_gateway_outcome", default="accepted")
 
 
-class GatewayServer:
+class GatewayServer(Listener):
     """An asyncio MLLP server for one ``HL7TCPService`` item."""
+
+    settings: HL7TCPServiceSettings
+    service: HL7TCPService
 
     def __init__(
         self,
@@ -79,88 +71,17 @@ class GatewayServer:
         committer: GroupCommitter,
         outbox: Outbox,
     ) -> None:
-        self.service = service
-        self.settings: HL7TCPServiceSettings = service.settings  # type: ignore[assignment]
-        self.store = store
-        self.committer = committer
-        self.outbox = outbox
-        self.stats = GatewayStats()
-        self._server: asyncio.Server | None = None
-        self._open = 0
-        #: Bytes in frames over all connections (``max_bytes_in_flight``).
-        self.budget = ByteBudget(self.settings.max_bytes_in_flight)
-        #: Open connections per client address (``max_connections_per_client``).
-        self._per_client: dict[str, int] = {}
-        self._networks = [
-            ipaddress.ip_network(n, strict=False) for n in self.settings.allowed_clients
-        ]
+        super().__init__(service, store=store, committer=committer, outbox=outbox)
         #: Hooks, or an ``on_message`` of a subclass, run per message off the event loop;
         #: with neither the gateway makes no call (and no thread hop) for them at all.
         self._per_message = bool(service.hooks.hooks) or (
             type(service).on_message is not HL7TCPService.on_message
         )
 
-    @property
-    def port(self) -> int:
-        """The port actually bound (useful when the item says port 0)."""
-        assert self._server is not None and self._server.sockets
-        return int(self._server.sockets[0].getsockname()[1])
-
-    def _ssl_context(self) -> ssl.SSLContext | None:
-        s = self.settings
-        if not s.tls_cert:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(s.tls_cert, s.tls_key)
-        if s.tls_ca:
-            context.load_verify_locations(s.tls_ca)
-            context.verify_mode = ssl.CERT_REQUIRED
-        return context
-
-    async def start(self) -> None:
-        """Bind and start accepting connections."""
-        self._server = await asyncio.start_server(
-            self._connection,
-            self.settings.host,
-            self.settings.port,
-            ssl=self._ssl_context(),
-            # Frames are read (and counted against the budget) 256 KiB at a time at most.
-            limit=1 << 18,
-            # Several gateway processes on one port: the kernel spreads connections over them.
-            reuse_port=self.settings.processes > 1,
-        )
-        log.info("%s listening on %s:%s", self.service.item_name, self.settings.host, self.port)
-
-    async def stop(self) -> None:
-        """Stop accepting; connections in progress finish the message in hand."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    # -- connections ----------------------------------------------------------------------------
-    def _allowed(self, peer: tuple[str, int] | None) -> bool:
-        if not self._networks:
-            return True
-        if peer is None:
-            return False
-        address = ipaddress.ip_address(peer[0])
-        return any(address in network for network in self._networks)
-
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        client = peer[0] if isinstance(peer, tuple) else str(peer)
-        if (
-            self._open >= self.settings.max_connections
-            or self._per_client.get(client, 0) >= self.settings.max_connections_per_client
-            or not self._allowed(peer)
-        ):
-            self.stats.refused_connections += 1
-            log.warning("%s refused a connection from %s", self.service.item_name, peer)
-            writer.close()
-            return
-        self._open += 1
-        self._per_client[client] = self._per_client.get(client, 0) + 1
-        self.stats.connections += 1
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: object
+    ) -> None:
+        """One accepted connection: MLLP frames in, ACK frames out, until it closes."""
         frames = MLLPFrameReader(
             reader,
             max_size=self.settings.max_message_size,
@@ -182,12 +103,6 @@ class GatewayServer:
             pass
         finally:
             await frames.close()
-            self._open -= 1
-            if (left := self._per_client[client] - 1) > 0:
-                self._per_client[client] = left
-            else:
-                del self._per_client[client]
-            writer.close()
 
     # -- one message ----------------------------------------------------------------------------
     async def _handle_safely(self, item: Frame) -> list[bytes]:
@@ -199,7 +114,9 @@ class GatewayServer:
             log.exception("%s failed on a %d-byte frame", self.service.item_name, item.size)
             reason = "the message could not be processed (see the gateway log); send it again"
         try:
-            return [await self._reject(item.payload, "utf-8", reason)]
+            answer = [await self._reject(item.payload, "utf-8", reason)]
+            OUTCOME.set("failed")
+            return answer
         except Exception:  # no answer at all: the sender times out and sends it again
             log.exception("%s cannot answer a %d-byte frame", self.service.item_name, item.size)
             return []
@@ -237,6 +154,7 @@ class GatewayServer:
         envelopes = self._envelopes(routed)
         if not await self._room_for(envelopes):
             self.stats.busy += 1
+            OUTCOME.set("busy")
             code = "CE" if self.settings.use_commit_codes else "AE"
             reason = "a target queue is full; the message was not accepted, send it again later"
             return [build_ack(message, code, error=reason).encode(codec)]
@@ -254,6 +172,7 @@ class GatewayServer:
         except HIEError as exc:
             # Not stored, so not accepted: the sender keeps it and sends again.
             self.stats.errors += 1
+            OUTCOME.set("not stored")
             log.error(
                 "%s cannot store message %s: %s", self.service.item_name, message.control_id, exc
             )
@@ -285,47 +204,18 @@ class GatewayServer:
         except SkipMessage as exc:
             log.info("%s skipped message %s: %s", service.item_name, message.control_id, exc)
             if not await self._keep(inbound, "skipped", exc.reason):
+                OUTCOME.set("not stored")
                 return [build_ack(message, "AE", error="message not stored").encode(codec)]
             plan = plan_acks(message, self.settings.ack_mode, self.settings.use_commit_codes)
             return await self._acks(message, inbound, plan, codec)
         except Exception as exc:
             reason = describe(exc)
             self.stats.errors += 1
+            OUTCOME.set("refused")
             log.error("%s refused message %s: %s", service.item_name, message.control_id, reason)
             await self._keep(inbound, "error", reason)
             self._log_ack(inbound, "AE", reason)
             return [build_ack(message, "AE", error=reason).encode(codec)]
-
-    async def _keep(self, envelope: Envelope, status: str, reason: str) -> bool:
-        """Store a message that goes nowhere, with its status and reason; False if not stored."""
-        item = self.service.item_name
-        try:
-            await self.committer.submit_async(envelope, status=status, item=item, event=None)
-            await asyncio.to_thread(
-                self.store.set_status, envelope.message_id, status, error=reason, item=item
-            )
-        except HIEError as exc:
-            log.error("%s cannot store message %s: %s", item, envelope.message_id, exc)
-            return False
-        return True
-
-    async def _room_for(self, envelopes: list[Envelope]) -> bool:
-        """Backpressure: wait (block mode) or refuse (reject mode) while a target queue is full."""
-        backpressure = self.outbox.backpressure
-        if not backpressure.limits(envelopes):
-            return True
-        if self.settings.backpressure == "reject":
-            full = backpressure.full_cached(envelopes)
-            if full is None:
-                full = await asyncio.to_thread(backpressure.full, envelopes)
-            if full:
-                return False
-        elif not await backpressure.wait_for_room_async(
-            envelopes, timeout=self.settings.backpressure_timeout
-        ):
-            return False
-        backpressure.added(envelopes)
-        return True
 
     def _codec(self, payload: bytes) -> str:
         s = self.settings
@@ -378,6 +268,7 @@ class GatewayServer:
     async def _reject(self, payload: bytes, codec: str, reason: str) -> bytes:
         """Store what could not be read (status error) and answer AR with the reason."""
         self.stats.rejected += 1
+        OUTCOME.set("rejected")
         text = payload.decode(codec, errors="replace")
         envelope = Envelope(body_type=BODY_TEXT, body=text, source=self.service.item_name)
         try:

@@ -1,4 +1,5 @@
-"""Real MLLP peers for tests: a loopback receiver that records what it got and answers as told.
+"""Real MLLP and HTTP peers for tests: loopback receivers that record what they got and answer
+as told.
 
 Example::
 
@@ -16,6 +17,7 @@ import contextlib
 import socket
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Literal, Self
 
@@ -167,3 +169,82 @@ class MLLPPeer:
         else:
             ack = build_ack(msg, reply, text=self.text)
         return ack.encode()
+
+
+class HTTPPeer:
+    """A threaded HTTP receiver on 127.0.0.1 that records every request and answers as told.
+
+    ``statuses`` are the statuses of the first answers, in order (then ``status`` for the
+    rest), so a test can make the peer fail first and recover. With ``hl7=True`` a 2xx answer
+    carries an ACK (``ack_code``) for the HL7 message received, as an HL7 HTTP receiver does.
+    ``received`` holds ``(path, headers, body)`` per request (headers lower-cased).
+    """
+
+    def __init__(
+        self,
+        *,
+        status: int = 200,
+        statuses: list[int] | None = None,
+        hl7: bool = False,
+        ack_code: str = "AA",
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.statuses = list(statuses or [])
+        self.hl7 = hl7
+        self.ack_code = ack_code
+        self.body = body
+        self.headers = headers or {}
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self._lock = threading.Lock()
+        peer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                data = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with peer._lock:
+                    peer.received.append((self.path, headers, data))
+                    status = peer.statuses.pop(0) if peer.statuses else peer.status
+                out = peer.body
+                if peer.hl7 and 200 <= status < 300:
+                    out = build_ack(HL7Message(data), peer.ack_code).encode()
+                self.send_response(status)
+                for name, value in peer.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_PUT = do_POST
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # tests read ``received``, not stderr
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port: int = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/in"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def bodies(self) -> list[bytes]:
+        """The bodies received so far."""
+        with self._lock:
+            return [body for _, _, body in self.received]

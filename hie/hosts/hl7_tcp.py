@@ -10,33 +10,26 @@ decides what its ACK means with IRIS ``ReplyCodeActions`` (``hie.hl7.reply_code_
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import ssl
 import threading
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from hie.adapters.mllp import BlockingMLLPClient
 from hie.errors import (
     ConfigError,
     DeliveryError,
-    Fail,
-    HL7ParseError,
-    MessageError,
-    PeerUnreachableError,
-    Suspend,
 )
 from hie.hl7 import HL7Message
 from hie.hl7.reply_code_actions import (
     DEFAULT_REPLY_CODE_ACTIONS,
-    Decision,
-    Reply,
     ReplyCodeActions,
 )
 from hie.hosts.base import ItemSettings
-from hie.hosts.operation import BusinessOperation
+from hie.hosts.listener import ListenerSettings
+from hie.hosts.hl7_operation import HL7Operation
 from hie.hosts.service import BusinessService
 
 log = logging.getLogger(__name__)
@@ -44,73 +37,21 @@ log = logging.getLogger(__name__)
 AckMode = Literal["never", "immediate", "application", "msh"]
 
 
-class HL7TCPServiceSettings(ItemSettings):
+class HL7TCPServiceSettings(ListenerSettings):
     """Listener and acknowledgement settings of an inbound MLLP item."""
 
-    #: Address to listen on; 127.0.0.1 unless the item says otherwise.
-    host: str = "127.0.0.1"
-    port: int = Field(ge=0, le=65535)
-    max_connections: int = Field(default=100, ge=1)
-    #: Connections one client address may hold at once (a few clients cannot take them all).
-    max_connections_per_client: int = Field(default=10, ge=1)
-    #: Client addresses or networks allowed to connect (empty: everyone who can reach the port).
-    allowed_clients: list[str] = Field(default_factory=list)
-    #: TLS: server certificate and key; with ``tls_ca`` clients must present a certificate.
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_ca: str | None = None
     ack_mode: AckMode = "immediate"
     #: Answer CA/CE/CR (commit codes) instead of AA/AE/AR in immediate mode.
     use_commit_codes: bool = False
-    #: Largest message accepted (bytes); a larger one gets AR and the connection stays usable.
-    max_message_size: int = Field(default=8 * 1024 * 1024, ge=1024)
-    #: Bytes all connections of this service may hold in frames at once (at least one
-    #: ``max_message_size``); past it, connections wait and their senders' bytes stay queued.
-    max_bytes_in_flight: int = Field(default=128 * 1024 * 1024, ge=1024)
-    #: Close a connection idle this long between messages (seconds; None: never). Senders
-    #: reconnect on their own; a connection left open by a dead peer frees its place.
-    idle_timeout: float | None = Field(default=300.0, gt=0)
-    #: Give up on a frame that does not finish within this many seconds.
-    read_timeout: float = Field(default=30.0, gt=0)
     #: Decode every message with this charset; else MSH-18; else ``default_charset``.
     charset: str | None = None
     default_charset: str = "utf-8"
     #: Seconds to wait for the targets in ``application`` mode before answering AE.
     app_ack_timeout: float = Field(default=30.0, gt=0)
-    #: When a target's queue is full (its ``max_queue_depth``): ``block`` stops reading from the
-    #: socket until there is room (TCP pushes back on the sender); ``reject`` answers at once
-    #: with AE (CE with commit codes) and keeps nothing, so the sender still owns the message.
-    backpressure: Literal["block", "reject"] = "block"
-    #: In ``block`` mode, answer AE after waiting this long for room.
-    backpressure_timeout: float = Field(default=60.0, gt=0)
     #: HL7 path whose value sets the priority (e.g. ``ORC-7.6`` or ``TQ1-9.1``) ...
     priority_from: str | None = None
     #: ... through this table of values to priorities 0-9 (e.g. ``{S: 9, A: 7, R: 4}``).
     priority_map: dict[str, int] = Field(default_factory=dict)
-    #: Gateway processes listening on ``port`` together (SO_REUSEPORT: the kernel spreads new
-    #: connections over them), so receiving uses more than one core.
-    processes: int = Field(default=1, ge=1, le=64)
-
-    @field_validator("allowed_clients")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            ipaddress.ip_network(entry, strict=False)  # raises ValueError with the bad entry
-        return value
-
-    @model_validator(mode="after")
-    def _shared_port(self) -> HL7TCPServiceSettings:
-        if self.processes > 1 and self.port == 0:
-            raise ValueError(
-                f"processes: {self.processes} needs a fixed port; with port 0 every process "
-                "would listen on a port of its own"
-            )
-        if self.max_bytes_in_flight < self.max_message_size:
-            raise ValueError(
-                f"max_bytes_in_flight ({self.max_bytes_in_flight}) must hold at least one "
-                f"message of max_message_size ({self.max_message_size})"
-            )
-        return self
 
 
 class HL7TCPService(BusinessService):
@@ -219,7 +160,7 @@ class HL7TCPOperationSettings(ItemSettings):
         return "MLLP"
 
 
-class HL7TCPOperation(BusinessOperation):
+class HL7TCPOperation(HL7Operation):
     """Sends HL7 messages over MLLP and applies ``reply_code_actions`` to each ACK.
 
     The bytes sent are the message as stored, in its own charset (or ``charset``), never
@@ -279,10 +220,7 @@ class HL7TCPOperation(BusinessOperation):
                 client.close()
         if raw_ack is None:
             return None  # an error the reply code actions let pass (C or W on E / X)
-        ack, reply = self._read_ack(raw_ack, msg)
-        self._record_ack(ack, raw_ack, reply)
-        self._apply(self.actions.evaluate(reply), msg)
-        return ack
+        return self.acknowledged(raw_ack, msg)
 
     def _exchange(
         self, client: BlockingMLLPClient, payload: bytes, msg: HL7Message
@@ -292,58 +230,5 @@ class HL7TCPOperation(BusinessOperation):
         try:
             return client.send(payload)
         except DeliveryError as exc:
-            if not isinstance(exc, PeerUnreachableError):
-                # The bytes may have reached the peer and only the ACK been lost: whatever
-                # happens next (retry, resend), the receiver may see this message twice.
-                self.trail.possible_duplicate(f"sent to {self.peer}, no ACK came back: {exc}")
-            decision = self.actions.evaluate(Reply(error=str(exc)))
-            if decision.action == "R" and decision.then == "F":
-                raise
-            self._apply(decision, msg)
+            self.unanswered(exc, msg)
             return None
-
-    def _read_ack(self, raw: bytes, sent: HL7Message) -> tuple[HL7Message | None, Reply]:
-        try:
-            ack = HL7Message(raw)
-        except (HL7ParseError, MessageError):
-            # Not an HL7 message at all: it has no MSA to read, which is what :~ is for.
-            return None, Reply(msa1=None, type_matches=False)
-        if "MSA" not in ack.segment_names():
-            return ack, Reply(msa1=None, type_matches=ack.message_code == "ACK")
-        return ack, Reply(
-            msa1=ack.get("MSA-1"),
-            control_id_matches=ack.get_raw("MSA-2") == sent.control_id,
-            type_matches=ack.message_code == "ACK",
-        )
-
-    def _record_ack(self, ack: HL7Message | None, raw: bytes, reply: Reply) -> None:
-        text: str | None
-        if ack is None:
-            code, text = "", f"unreadable reply: {raw[:200]!r}"
-        else:
-            code, text = reply.msa1 or "", ack.get("MSA-3") or None
-        self.trail.ack(code, text)
-
-    def _apply(self, decision: Decision, msg: HL7Message) -> None:
-        where = f"message {msg.control_id!r} to {self.peer}"
-        for warning in decision.warnings:
-            log.warning("%s %s: %s", self.item_name, where, warning)
-            self.trail.event("warning", warning)
-        reason = f"{where}: {decision.reason}"
-        if decision.action == "C":
-            return
-        if decision.action == "R":
-            if decision.then == "F":
-                raise Fail(f"{reason}; retrying", after_retries=True)
-            return self._suspend(f"{reason}; retried", decision.then, after_retries=True)
-        if decision.action == "F":
-            raise Fail(reason)
-        self._suspend(reason, decision.action, after_retries=False)
-
-    def _suspend(self, reason: str, action: str, *, after_retries: bool) -> None:
-        if action == "D":
-            # Disabling an item from inside its own worker is not available yet: the message is
-            # kept, suspended, which is what IRIS does to it before it disables the item.
-            reason += "; disable (D) is not supported, the message was suspended instead"
-            log.error("%s: %s", self.item_name, reason)
-        raise Suspend(reason, after_retries=after_retries)

@@ -1,0 +1,201 @@
+"""HTTP in and out on real sockets: the gateway's HTTP listeners, real workers, real HTTP peers.
+
+HL7 POSTed to an ``HL7HTTPService`` is stored, ACKed in the answer and delivered byte-identical by
+an ``HL7HTTPOperation``; what is not HL7 gets 400 and is kept; a generic ``HTTPService`` answers
+202 with the message id; an ``HTTPOperation`` retries 5xx and 429 (Retry-After) but not 400.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+from typing import Any
+
+import pytest
+
+from hie.hl7 import HL7Message
+from tests.integration.harness import Harness, free_port, wait_for
+from tests.peers import HTTPPeer
+
+pytestmark = pytest.mark.integration
+
+FAST = {"retry_interval": 0.2, "failure_timeout": 30}
+
+
+def adt(control_id: str, name: str = "MÜLLER^JÖRG") -> bytes:
+    """A synthetic ADT^A01 in ISO 8859-1 (MSH-18), so byte identity means something."""
+    msh = (
+        f"MSH|^~\\&|HIS|WARD|LAB|HOSP|20240101120000||ADT^A01^ADT_A01|{control_id}|P|2.5"
+        "||||||8859/1"
+    )
+    text = f"{msh}\rEVN|A01|20240101120000\rPID|1||{control_id}^^^HOSP^MR||{name}||19800101|F\r"
+    return text.encode("latin-1")
+
+
+def post(
+    port: int, body: bytes, *, path: str = "/hl7", method: str = "POST", **headers: str
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        sent = {"Content-Type": "x-application/hl7-v2+er7", **headers}
+        conn.request(method, path, body=body, headers=sent)
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def hl7_production(h: Harness, peer_url: str, **service: Any) -> int:
+    port = free_port()
+    h.write(
+        [
+            {
+                "name": "In",
+                "class": "HL7HTTPService",
+                "targets": ["Out"],
+                "settings": {"port": port, "path": "/hl7", **service},
+            },
+            {
+                "name": "Out",
+                "class": "HL7HTTPOperation",
+                "pool": "threads",
+                "pool_size": 2,
+                "settings": {"url": peer_url, **FAST},
+            },
+        ]
+    )
+    h.start_worker("Out")
+    h.start_gateway(port)
+    return port
+
+
+def test_hl7_posted_is_acked_in_the_answer_and_reaches_the_http_peer_byte_identical(
+    harness: Harness,
+) -> None:
+    with HTTPPeer(hl7=True) as peer:
+        port = hl7_production(harness, peer.url)
+        messages = [adt(f"H{n}") for n in range(3)]
+        answers = [post(port, m) for m in messages]
+        for (status, headers, body), sent in zip(answers, messages, strict=True):
+            assert status == 200
+            assert headers["content-type"].startswith("x-application/hl7-v2+er7")
+            ack = HL7Message(body)
+            assert ack.get("MSA-1") == "AA"
+            assert ack.get("MSA-2") == HL7Message(sent.decode("latin-1")).control_id
+        wait_for(lambda: len(peer.received) == 3, 30, "the peer to get 3 messages")
+        assert sorted(peer.bodies()) == sorted(messages)  # the very bytes, in 8859/1
+        path, headers, _ = peer.received[0]
+        assert path == "/in"
+        assert headers["content-type"] == "x-application/hl7-v2+er7; charset=iso8859-1"
+        # Stored and completed with the peer's ACK recorded, like an MLLP delivery.
+        found = harness.store.find(target="Out", limit=10)
+        assert len(found) == 3
+        wait_for(
+            lambda: all(harness.store.header(m.message_id).status == "completed" for m in found),
+            30,
+            "the deliveries to complete",
+        )
+        assert {harness.store.header(m.message_id).ack_code for m in found} == {"AA"}
+
+
+def test_what_is_not_hl7_gets_400_with_an_ar_and_is_kept(harness: Harness) -> None:
+    with HTTPPeer(hl7=True) as peer:
+        port = hl7_production(harness, peer.url)
+        status, _, body = post(
+            port, b"this is not an HL7 message", **{"Content-Type": "text/plain"}
+        )
+        assert status == 400
+        nak = HL7Message(body)
+        assert nak.get("MSA-1") == "AR"
+        assert "MSH" in nak.get("ERR-8") or "MSH" in nak.get("MSA-3")
+        kept = harness.store.find(status="error", limit=10)
+        assert len(kept) == 1
+        assert harness.store.load(kept[0].message_id).body == "this is not an HL7 message"
+        # Wrong path, method and size: answered, nothing stored, the listener still serves.
+        assert post(port, adt("P1"), path="/other")[0] == 404
+        status, headers, _ = post(port, b"", method="GET")
+        assert (status, headers["allow"]) == (405, "POST")
+        assert post(port, b"x" * (9 * 1024 * 1024))[0] == 413
+        assert post(port, adt("P2"))[0] == 200
+        wait_for(lambda: len(peer.received) == 1, 30, "the good message to arrive")
+        assert len(harness.store.find(status="error", limit=10)) == 1
+        assert peer.received[0][2] == adt("P2")
+
+
+def test_keep_alive_answers_every_request_on_one_connection(harness: Harness) -> None:
+    with HTTPPeer(hl7=True) as peer:
+        port = hl7_production(harness, peer.url)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        codes = []
+        for n in range(5):
+            conn.request("POST", "/hl7", body=adt(f"K{n}"))
+            response = conn.getresponse()
+            codes.append(HL7Message(response.read()).get("MSA-1"))
+        conn.close()
+        assert codes == ["AA"] * 5
+        wait_for(lambda: len(peer.received) == 5, 30, "five deliveries")
+
+
+def test_http_operation_retries_5xx_and_429_and_fails_a_400_at_once(harness: Harness) -> None:
+    # Given a generic HTTP service feeding a generic HTTP operation
+    with (
+        HTTPPeer(statuses=[500, 429], status=201, headers={"Retry-After": "1"}) as flaky,
+        HTTPPeer(status=400, body=b"bad patient") as refusing,
+    ):
+        port = free_port()
+        harness.write(
+            [
+                {
+                    "name": "In",
+                    "class": "HTTPService",
+                    "targets": ["Out"],
+                    "settings": {"port": port, "path": "/orders"},
+                },
+                {
+                    "name": "Out",
+                    "class": "HTTPOperation",
+                    "pool": "threads",
+                    "pool_size": 2,
+                    "settings": {"url": flaky.url, **FAST},
+                },
+                {
+                    "name": "Strict",
+                    "class": "HTTPOperation",
+                    "settings": {"url": refusing.url, **FAST},
+                },
+            ]
+        )
+        harness.start_worker("Out")
+        harness.start_worker("Strict")
+        harness.start_gateway(port)
+        # When a JSON order is POSTed
+        order = json.dumps({"order": "O-1", "test": "CBC"}).encode()
+        status, _, body = post(port, order, path="/orders", **{"Content-Type": "application/json"})
+        # Then it is answered 202 with the id of the stored message
+        assert status == 202
+        message_id = json.loads(body)["message_id"]
+        assert harness.store.load(message_id).body == order.decode()
+        # And the operation got 500, then 429 (waited its Retry-After), then 201: delivered
+        started = time.monotonic()
+        wait_for(lambda: len(flaky.received) == 3, 30, "three attempts")
+        assert flaky.bodies() == [order] * 3
+        assert flaky.received[-1][1]["content-type"] == "application/json"
+        done = harness.store.find(target="Out", limit=5)
+        wait_for(
+            lambda: harness.store.header(done[0].message_id).status == "completed",
+            30,
+            "the delivery to complete",
+        )
+        assert time.monotonic() - started < 30
+        # A 400 fails the message at once: one attempt, status failed
+        env = harness.send("Strict", "an order the peer refuses")
+        wait_for(
+            lambda: harness.store.header(env.message_id).status in ("failed", "error"),
+            30,
+            "the refused message to fail",
+        )
+        time.sleep(1.0)  # several retry intervals: a retry would have come by now
+        assert len(refusing.received) == 1
+        assert "400" in (harness.store.header(env.message_id).error or "")
