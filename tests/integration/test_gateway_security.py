@@ -7,6 +7,7 @@ import socket
 import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,57 @@ def test_viewer_serves_https_and_marks_its_session_cookie_secure(
         cookie = page.headers["set-cookie"] or ""
     assert "hie_viewer=" in cookie and "secure" in cookie.lower()
     assert "samesite=strict" in cookie.lower()
+
+
+def test_hl7_over_https_both_ways_with_client_certificates(harness: Harness, pki: Path) -> None:
+    """An HL7HTTPService that wants client certificates, fed by a client with one, whose
+    HL7HTTPOperation POSTs over HTTPS with its own certificate to a second such service."""
+    port, peer_port = free_port(), free_port()
+    tls_in = {
+        "tls_cert": str(pki / "server.pem"),
+        "tls_key": str(pki / "server.key"),
+        "tls_ca": str(pki / "ca.pem"),
+    }
+    harness.write(
+        [
+            {
+                "name": "In",
+                "class": "HL7HTTPService",
+                "targets": ["Out"],
+                "settings": {"port": port, **tls_in},
+            },
+            {
+                "name": "Out",
+                "class": "HL7HTTPOperation",
+                "pool": "threads",
+                "settings": {
+                    "url": f"https://127.0.0.1:{peer_port}/",
+                    "tls_ca": str(pki / "ca.pem"),
+                    "tls_cert": str(pki / "client.pem"),
+                    "tls_key": str(pki / "client.key"),
+                    "retry_interval": 0.2,
+                },
+            },
+            {"name": "Peer", "class": "HL7HTTPService", "settings": {"port": peer_port, **tls_in}},
+        ]
+    )
+    harness.start_worker("Out")
+    harness.start_gateway(port)
+
+    def post(context: ssl.SSLContext) -> bytes:
+        request = urllib.request.Request(f"https://127.0.0.1:{port}/", data=ADT, method="POST")
+        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
+            return bytes(answer.read())
+
+    assert ack_code(post(_client_context(pki, with_cert=True))) == "AA"
+    # Without a certificate the handshake fails: nothing is stored from that client.
+    with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+        post(_client_context(pki, with_cert=False))
+    # The operation's HTTPS delivery reached the second service with the very bytes.
+    delivered = wait_for(
+        lambda: harness.store.find(source="Peer"), 30, "the delivery over HTTPS to be stored"
+    )
+    assert harness.store.load(delivered[0].message_id).body.encode() == ADT
+    sent = harness.store.find(target="Out")
+    assert len(sent) == 1
+    wait_for(lambda: harness.store.header(sent[0].message_id).ack_code == "AA", 30, "Out's ACK")
