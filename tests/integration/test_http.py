@@ -199,3 +199,36 @@ def test_http_operation_retries_5xx_and_429_and_fails_a_400_at_once(harness: Har
         time.sleep(1.0)  # several retry intervals: a retry would have come by now
         assert len(refusing.received) == 1
         assert "400" in (harness.store.header(env.message_id).error or "")
+
+
+def test_a_full_target_queue_answers_503_with_retry_after_and_keeps_nothing(
+    harness: Harness,
+) -> None:
+    # Given an HL7 HTTP service in reject mode whose target holds 3 messages and has no worker
+    port = free_port()
+    harness.write(
+        [
+            {
+                "name": "In",
+                "class": "HL7HTTPService",
+                "targets": ["Out"],
+                "settings": {"port": port, "path": "/hl7", "backpressure": "reject"},
+            },
+            {
+                "name": "Out",
+                "class": "HL7HTTPOperation",
+                "max_queue_depth": 3,
+                "settings": {"url": "http://127.0.0.1:9/never"},
+            },
+        ]
+    )
+    harness.start_gateway(port)
+    # When six messages are POSTed
+    answers = [post(port, adt(f"B{n}")) for n in range(6)]
+    # Then the first three are accepted, the rest refused with 503, an AE and a Retry-After
+    assert [status for status, _, _ in answers] == [200, 200, 200, 503, 503, 503]
+    for _, headers, body in answers[3:]:
+        assert int(headers["retry-after"]) > 0
+        assert HL7Message(body).get("MSA-1") == "AE"
+    stored = {h.control_id for h in harness.store.find(source="In", limit=20)}
+    assert stored == {"B0", "B1", "B2"}
