@@ -1,32 +1,51 @@
-"""The functions of IRIS rules and DTL (``Ens.Rule.FunctionSet``) and ObjectScript value rules.
+"""The functions of IRIS rules and DTL (``Ens.Util.FunctionSet``) and ObjectScript value rules.
 
-Every function takes the evaluation ``Context`` first. Predicates taking a value list (from a
-``()`` path) hold when they hold for any value; their negative twins hold when the positive
-one holds for none.
+Every function takes the evaluation ``Context`` first and is keyed lower-case in ``FUNCTIONS``;
+a rule calls it as ``Name(args)`` and DTL as ``..Name(args)``. Predicates taking a value list
+(from a ``()`` path) hold when they hold for any value; their negative twins hold when the
+positive one holds for none. The function set is a thin layer over ObjectScript (``Piece`` is
+``$PIECE``, ``Strip`` is ``$ZSTRIP``), so the string rules both share live here too.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
-from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from hie.errors import ConfigError
+from hie.rules.horolog import format_spec, parse_spec
 
-__all__ = ["FUNCTIONS", "PREDICATES", "iris_pattern", "to_number", "to_str", "truth"]
+__all__ = [
+    "FUNCTIONS",
+    "MAX_STRING",
+    "PREDICATES",
+    "End",
+    "iris_pattern",
+    "piece",
+    "position",
+    "to_number",
+    "to_str",
+    "truth",
+    "zstrip",
+]
 
+#: The longest string IRIS holds; longer ones are its <MAXSTRING> error.
+MAX_STRING = 3_641_144
 _NUM = re.compile(r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$")
 _LEADING_NUM = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)")
 
 
 def to_str(value: Any) -> str:
-    """A value as ObjectScript text: numbers canonical (``2.0`` -> ``2``), lists by first value."""
+    """A value as ObjectScript text: numbers canonical (``2.0`` -> ``2``), path value lists by
+    their first value, IRIS lists (``$LISTBUILD`` tuples) as their elements joined by commas."""
     if isinstance(value, list):
         return to_str(value[0]) if value else ""
+    if isinstance(value, tuple):
+        return ",".join(to_str(v) for v in value)
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, float):
@@ -63,14 +82,106 @@ def truth(value: Any) -> bool:
     return bool(to_number(value))
 
 
+# -- positions and the string rules $PIECE and $ZSTRIP ------------------------------------------
+
+
+class End(NamedTuple):
+    """The ``*`` position of $EXTRACT, $PIECE and $LIST: the last one, moved by ``offset``
+    (``*-1`` is ``End(-1)``)."""
+
+    offset: int = 0
+
+
+def position(value: Any, count: int, *, star_text: bool = False) -> int:
+    """A 1-based position among ``count``: a number (truncated) or ``End``; ``star_text`` also
+    reads the text ``"*"`` / ``"*-1"``, as the function set's ``Piece()`` is documented to."""
+    if isinstance(value, End):
+        return count + value.offset
+    if star_text:
+        text = to_str(value).replace(" ", "")
+        if text.startswith("*"):
+            return count + int(to_number(text[1:]) or 0)
+    return int(to_number(value) or 0)
+
+
+def piece(text: str, delim: str, first: Any = None, last: Any = None, *, star: bool = False) -> str:
+    """``$PIECE(text, delim, first, last)``: one piece, or pieces ``first`` to ``last`` joined by
+    ``delim``; a position below 1 is empty alone and 1 as the start of a range."""
+    if not delim:
+        return ""
+    parts = text.split(delim)
+    start = 1 if first is None else position(first, len(parts), star_text=star)
+    if last is None:
+        return parts[start - 1] if 1 <= start <= len(parts) else ""
+    end = position(last, len(parts), star_text=star)
+    start = max(start, 1)
+    return delim.join(parts[start - 1 : end]) if end >= start else ""
+
+
+def _punctuation(c: str) -> bool:
+    return c.isprintable() and not c.isalnum()  # ObjectScript counts the space as punctuation
+
+
+_MASKS: dict[str, Callable[[str], bool]] = {
+    "A": str.isalpha,
+    "U": str.isupper,
+    "L": str.islower,
+    "N": lambda c: "0" <= c <= "9",
+    "P": _punctuation,
+    "C": lambda c: ord(c) < 32 or 127 <= ord(c) <= 159,
+    "W": lambda c: c in "\t \xa0",  # $CHAR(9), $CHAR(32), $CHAR(160)
+    "E": lambda c: True,
+}
+_ACTION = re.compile(r"(\*|<=>|<>|<|>|=)((?:'?[AULNPCWE])*)", re.IGNORECASE)
+
+
+def zstrip(text: str, action: str, remove: str = "", keep: str = "") -> str:
+    """``$ZSTRIP(text, action, remove, keep)``: ``action`` is ``*`` (all), ``<`` (leading),
+    ``>`` (trailing), ``<>``, ``=`` (repeats of one character) or ``<=>``, then mask codes
+    (A U L N P C W E, ``'`` negates one); ``remove`` adds characters, ``keep`` spares some."""
+    m = _ACTION.fullmatch(action)
+    if m is None:
+        raise ConfigError(
+            f"$ZSTRIP action {action!r}: expected *, <, >, <>, = or <=> then mask codes"
+            " (W, P, 'N...)"
+        )
+    masks = re.findall(r"('?)(.)", m.group(2))
+    wanted = [_MASKS[c.upper()] for neg, c in masks if not neg]
+    spared = [_MASKS[c.upper()] for neg, c in masks if neg]
+
+    def target(c: str) -> bool:
+        if c in remove:
+            return True
+        return c not in keep and any(f(c) for f in wanted) and not any(f(c) for f in spared)
+
+    code = m.group(1)
+    if code == "*":
+        return "".join(c for c in text if not target(c))
+    start, end = 0, len(text)
+    while "<" in code and start < end and target(text[start]):
+        start += 1
+    while ">" in code and end > start and target(text[end - 1]):
+        end -= 1
+    out = text[start:end]
+    if "=" in code:  # a run of one repeated character keeps a single instance
+        out = "".join(c for i, c in enumerate(out) if not (i and c == out[i - 1] and target(c)))
+    return out
+
+
 def _values(value: Any) -> list[str]:
     return [to_str(v) for v in value] if isinstance(value, list) else [to_str(value)]
 
 
 def _items(value: Any, sep: str = ",") -> list[str]:
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         return [to_str(v) for v in value]
     text = to_str(value)
+    head, mark, tail = text.rpartition(",,")
+    if mark and len(tail) in (1, 2):  # "a|b,,|" names its separator, "<a><b>,,<>" its brackets
+        text, sep = head, tail
+    if len(sep) == 2 and sep != "><":
+        opening, closing = re.escape(sep[0]), re.escape(sep[1])
+        return re.findall(f"{opening}(.*?){closing}", text)
     if text.startswith("<") and text.endswith(">"):  # IRIS list form <a><b>
         return text[1:-1].split("><")
     return text.split(sep) if sep else [text]
@@ -138,8 +249,19 @@ def _matches(ctx: Any, value: Any, pattern: Any) -> bool:
 
 @lru_cache(maxsize=512)
 def _like_regex(pattern: str) -> re.Pattern[str]:
-    out = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(out + r"\Z", re.DOTALL)
+    escape = ""
+    if len(pattern) >= 3 and pattern[-3:-1] == "%%":  # "...%%#": # escapes the next % or _
+        pattern, escape = pattern[:-3], pattern[-1]
+    out, literal = [], False
+    for c in pattern:
+        if literal:
+            out.append(re.escape(c))
+            literal = False
+        elif escape and c == escape:
+            literal = True
+        else:
+            out.append(".*" if c == "%" else "." if c == "_" else re.escape(c))
+    return re.compile("".join(out) + r"\Z", re.DOTALL)
 
 
 def _like(ctx: Any, value: Any, pattern: Any) -> bool:
@@ -211,24 +333,24 @@ PREDICATES: dict[str, Callable[..., bool]] = {
 
 
 def _piece(ctx: Any, value: Any, delim: Any = ",", start: Any = 1, end: Any = None) -> str:
-    parts = to_str(value).split(to_str(delim) or ",")
-    first = int(to_number(start) or 1)
-    last = first if end is None else int(to_number(end) or 0)
-    return to_str(delim).join(parts[max(first, 1) - 1 : last])
+    return piece(to_str(value), to_str(delim), start, start if end is None else end, star=True)
 
 
 def _length(ctx: Any, value: Any, delim: Any = None) -> int:
     text = to_str(value)
     if delim is None:
         return len(text)
-    return len(text.split(to_str(delim))) if text else 0
+    sep = to_str(delim)
+    return len(text.split(sep)) if sep else 0  # "" has one (empty) piece
 
 
 def _round(ctx: Any, value: Any, digits: Any = 0) -> float | int:
-    number, places = to_number(value) or 0, int(to_number(digits) or 0)
-    scaled = math.floor(abs(number) * 10**places + 0.5) / 10**places  # half away from zero
-    result = math.copysign(scaled, number)
-    return int(result) if places == 0 else result
+    number, places = Decimal(to_str(to_number(value) or 0)), int(to_number(digits) or 0)
+    try:  # half away from zero, on decimals so 2.675 rounds as written
+        result = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    except InvalidOperation:
+        raise ConfigError(f"Round: cannot round {number} to {places} places") from None
+    return int(result) if places <= 0 else float(result)
 
 
 def _substring(ctx: Any, value: Any, start: Any = 1, end: Any = None) -> str:
@@ -238,44 +360,53 @@ def _substring(ctx: Any, value: Any, start: Any = 1, end: Any = None) -> str:
     return text[max(first, 1) - 1 : last]
 
 
-def _current(fmt: str) -> Callable[..., str]:
-    return lambda ctx, f=None: ctx.clock().strftime(to_str(f) if f else fmt)
+def _strip(ctx: Any, value: Any, action: Any = "<>W", remove: Any = "", keep: Any = "") -> str:
+    return zstrip(to_str(value), to_str(action), to_str(remove), to_str(keep))
 
 
-def _parse_time(text: str, fmt: str) -> datetime:
-    if fmt in ("%q", ""):  # HL7 TS: YYYY[MM[DD[HH[MM[SS]]]]], offsets and fractions dropped
-        digits = re.match(r"\d*", text).group()  # type: ignore[union-attr]
-        pattern = "%Y%m%d%H%M%S"[: {4: 2, 6: 4, 8: 6, 10: 8, 12: 10, 14: 12}.get(len(digits), 12)]
-        return datetime.strptime(digits[:14], pattern)
-    if fmt == "%q(1)":
-        return datetime.fromisoformat(text)
-    return datetime.strptime(text, fmt)
+def _pad(ctx: Any, value: Any, width: Any = 0, char: Any = " ") -> str:
+    # A positive width pads on the right, a negative one on the left; a longer value stays.
+    text, size, fill = to_str(value), int(to_number(width) or 0), to_str(char)[:1] or " "
+    if abs(size) > MAX_STRING:
+        raise ConfigError(f"Pad: width {size} is longer than IRIS strings go (<MAXSTRING>)")
+    padding = fill * max(abs(size) - len(text), 0)
+    return text + padding if size >= 0 else padding + text
 
 
-def _format_time(moment: datetime, fmt: str) -> str:
-    if fmt in ("%q", ""):
-        return moment.strftime("%Y%m%d%H%M%S")
-    if fmt == "%q(1)":  # ODBC
-        return moment.strftime("%Y-%m-%d %H:%M:%S")
-    if fmt == "%q(3)":
-        return moment.strftime("%Y-%m-%dT%H:%M:%S")
-    return moment.strftime(fmt)
+def _regex_match(ctx: Any, value: Any, regex: Any) -> bool:
+    try:
+        return re.fullmatch(to_str(regex), to_str(value)) is not None
+    except re.error as exc:
+        problem = f"RegexMatch: {to_str(regex)!r} is not a regular expression: {exc}"
+        raise ConfigError(problem) from None
 
 
-def _convert_datetime(ctx: Any, value: Any, informat: Any = "%q", outformat: Any = "%q") -> str:
+def _current(default: str) -> Callable[..., str]:
+    return lambda ctx, spec=None: format_spec(ctx.clock(), to_str(spec) if spec else default)
+
+
+def _convert_datetime(
+    ctx: Any, value: Any, informat: Any = "%Q", outformat: Any = "%Q", file: Any = ""
+) -> str:
     text = to_str(value)
     try:
-        return _format_time(_parse_time(text, to_str(informat)), to_str(outformat))
-    except (ValueError, TypeError):
-        return text  # IRIS returns the input when it cannot convert it
+        moment = parse_spec(text, to_str(informat) or "%Q")
+    except (ValueError, TypeError, StopIteration):
+        return text  # IRIS returns the input when it does not match the input format
+    return format_spec(moment, to_str(outformat) or "%Q", file=to_str(file))
 
 
-def _lookup(ctx: Any, table: Any, key: Any, default: Any = "", *_: Any) -> str:
+def _lookup(ctx: Any, table: Any, key: Any, default: Any = "", on_empty: Any = 0) -> str:
+    name, wanted, fallback = to_str(table), to_str(key), to_str(default)
+    if not name or not wanted:
+        # defaultOnEmptyInput: 0 "" always; 1 the default for an empty table name only; 2 the
+        # default for an empty key only; 3 the default for either.
+        mode = int(to_number(on_empty) or 0)
+        use_default = mode == 3 or (mode == 1 and bool(wanted)) or (mode == 2 and bool(name))
+        return fallback if use_default else ""
     tables = ctx.tables
-    if tables is None:
-        return to_str(default)
-    found = tables.get(to_str(table), to_str(key))
-    return to_str(default) if found is None else found
+    found = tables.get(name, wanted) if tables is not None else None
+    return fallback if found is None else found
 
 
 def _exists(ctx: Any, table: Any, key: Any) -> bool:
@@ -288,12 +419,18 @@ def _if(ctx: Any, cond: Any, yes: Any = "", no: Any = "") -> Any:
 
 def _translate(ctx: Any, value: Any, source: Any, target: Any = "") -> str:
     src, dst = to_str(source), to_str(target)
-    table = {ord(c): (dst[i] if i < len(dst) else None) for i, c in enumerate(src)}
+    table: dict[int, str | None] = {}
+    for i, c in enumerate(src):
+        table.setdefault(ord(c), dst[i] if i < len(dst) else None)  # the first mapping wins
     return to_str(value).translate(table)
 
 
 def _text(op: Callable[[str], str]) -> Callable[..., str]:
     return lambda ctx, value, *_: op(to_str(value))
+
+
+def _replace(ctx: Any, value: Any, find: Any, repl: Any = "") -> str:
+    return to_str(value).replace(to_str(find), to_str(repl)) if to_str(find) else to_str(value)
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {
@@ -302,16 +439,19 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "length": _length,
     "toupper": _text(str.upper),
     "tolower": _text(str.lower),
-    "strip": _text(str.strip),
+    "strip": _strip,
+    "pad": _pad,
     "substring": _substring,
-    "replacestr": lambda ctx, v, f, r="": to_str(v).replace(to_str(f), to_str(r)),
+    "replacestr": _replace,
+    "replace": _replace,  # deprecated in IRIS in favour of ReplaceStr, same behaviour
     "translate": _translate,
+    "regexmatch": _regex_match,
     "round": _round,
     "min": lambda ctx, *a: min((to_number(x) or 0 for x in a), default=""),
     "max": lambda ctx, *a: max((to_number(x) or 0 for x in a), default=""),
     "currentdate": _current("%Y-%m-%d"),
     "currenttime": _current("%H:%M:%S"),
-    "currentdatetime": _current("%Y-%m-%d %H:%M:%S"),
+    "currentdatetime": _current("%Q"),
     "convertdatetime": _convert_datetime,
     "lookup": _lookup,
     "exists": _exists,

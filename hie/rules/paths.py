@@ -180,6 +180,17 @@ def _pick(name: str, options: list[tuple[str, Any]], what: str) -> tuple[int, An
             long_name = struct[3] if len(struct) > 3 else None
             if long_name and _norm(long_name) == cand:
                 return number, struct
+    # IRIS's schemas cut long names short (XPN.3 "SecondandFurtherGivenNamesor" for "Second And
+    # Further Given Names Or Initials Thereof"): a long enough prefix of one name only is it.
+    prefix = wanted[0]
+    if len(prefix) >= 12:
+        hits = [
+            (number, struct)
+            for number, (_, struct) in enumerate(options, 1)
+            if len(struct) > 3 and struct[3] and _norm(struct[3]).startswith(prefix)
+        ]
+        if len(hits) == 1:
+            return hits[0]
     raise KeyError(f"no {what} named {name!r}")
 
 

@@ -105,7 +105,8 @@ def test_iris_patterns(pattern: str, text: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("bad", "column"), [("1 +", 4), ('"open', 1), ("Nope(1)", 1), ("(1", 3), ("{PID:NoField}", 1)]
+    ("bad", "column"),
+    [("1 +", 4), ('"open', 1), ("Foo.Nope(1)", 1), ("(1", 3), ("{PID:NoField}", 1)],
 )
 def test_syntax_errors_name_expression_and_column(bad: str, column: int) -> None:
     with pytest.raises(ConfigError, match=f"column {column}"):
@@ -141,3 +142,210 @@ def test_real_samples() -> None:
     oru = (SAMPLES / "linuxforhealth-hl7v2-fhir" / "ORU-multiline-short.hl7").read_text()
     assert ev('HL7.{MSH:9.1} = "ORU"', oru) is True
     assert isinstance(ev("HL7.{OBX():ObservationValue}", oru), list)
+
+
+# The function set (Ens.Util.FunctionSet): "Utility Functions for Use in Productions" in
+# Developing Business Rules (EBUS_utility_functions) documents each one; Piece() takes "*" and
+# "*-1" as text, In() names a custom separator or brackets after ",,", Like() an escape after
+# "%%", Pad() pads right for a positive width and left for a negative one.
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ('In("a","a|b|c,,|")', True),
+        ('In("a","<a><b><c>,,<>")', True),
+        ('In("d","<a><b><c>,,<>")', False),
+        ('Like("%SYSVAR1_and more","#%SYSVAR_#_%%%#")', True),
+        ('Like("%SYSVAR12and more","#%SYSVAR_#_%%%#")', False),
+        ('Piece("A,B,C,D,E,F")', "A"),
+        ('Piece("A,B,C,D,E,F",",",3)', "C"),
+        ('Piece("A,B,C,D,E,F",",","*")', "F"),
+        ('Piece("A,B,C,D,E,F",",","*-1","*")', "E,F"),
+        ('Piece("a^b^c","^",2,3)', "b^c"),
+        ('Piece("a^b","^",0)', ""),
+        ('Pad("abc",5,"x")', "abcxx"),
+        ('Pad("abc",-5,"x")', "xxabc"),
+        ('Pad("abc",5) _ "|"', "abc  |"),
+        ('Pad("abcdef",3)', "abcdef"),
+        ('Strip("abc123","*N")', "abc"),
+        ('Strip("  abc  ","<>W")', "abc"),
+        ('Strip("a-b-c","*","-")', "abc"),
+        ('SubString("abcdefghij",1,5)', "abcde"),
+        ('SubString("abcdefghij",4)', "defghij"),
+        ('Length("a,b,c",",")', 3),
+        ('Length("",",")', 1),
+        ('ReplaceStr("xabcx","abc","ABC")', "xABCx"),
+        ('Translate("abcabc","abc","ABC")', "ABCABC"),
+        ('RegexMatch("abc123","[a-z]+\\d+")', True),
+        ('RegexMatch("abc123x","[a-z]+\\d+")', False),
+        ('If(1,"yes","no") _ If(0,"yes","no")', "yesno"),
+        ("Not(0)", True),
+        ('DoesNotStartWith("ABCD","AB")', False),
+        ('DoesNotIntersectList("<a><b>","<c><d>")', True),
+        ("Round(2.456)", 2),
+        ('ConvertDateTime("2024-01-02 10:30:00")', "2024-01-02 10:30:00"),
+        ('ConvertDateTime("20240102103000","%Y%m%d%H%M%S")', "2024-01-02 10:30:00"),
+        ('ConvertDateTime("20240102","%Y%m%d","%#m/%#d/%Y")', "1/2/2024"),
+        (
+            'ConvertDateTime("02 Jan 2024 1:05PM","%d %b %Y %#I:%M%p","%A %B %d %H:%M")',
+            "Tuesday January 02 13:05",
+        ),
+        ('ConvertDateTime("20240102","%Y%m%d","%f_%Y.txt","in")', "in_2024.txt"),
+        ('ConvertDateTime("2024-13-45","%Y-%m-%d","%Y")', "2024-13-45"),
+        ("CurrentDateTime()", "2024-05-06 07:08:09"),
+        ('CurrentDateTime("%H")', "07"),
+        ('CurrentDateTime("%Y%m%d%H%M%S")', "20240506070809"),
+    ],
+)
+def test_function_set_follows_the_utility_function_reference(expr: str, expected: object) -> None:
+    assert ev(expr) == expected
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        # defaultOnEmptyInput, per the Lookup() table: 0 "" for any empty input; 1 the default
+        # when only the table is empty; 2 when only the key is empty; 3 for either.
+        ('Lookup("Sex","F","D")', "Female"),
+        ('Lookup("Sex","X","D")', "D"),
+        ('Lookup("Sex","","D")', ""),
+        ('Lookup("","F","D")', ""),
+        ('Lookup("Sex","","D",1)', ""),
+        ('Lookup("","F","D",1)', "D"),
+        ('Lookup("","F","D",2)', ""),
+        ('Lookup("Sex","","D",2)', "D"),
+        ('Lookup("","","D",3)', "D"),
+        ('Lookup("Sex","","D",3)', "D"),
+    ],
+)
+def test_lookup_default_on_empty_input(call: str, expected: str) -> None:
+    assert ev(call, tables=LookupTables({"Sex": {"F": "Female"}})) == expected
+
+
+def test_dtl_and_rule_spellings_reach_the_same_function() -> None:
+    tables = LookupTables({"Sex": {"F": "Female"}})
+    spellings = [
+        'Lookup("Sex", {PID:8})',
+        '..Lookup("Sex", {PID:8})',
+        '##class(Ens.Util.FunctionSet).Lookup("Sex", {PID:8})',
+        '##class(Ens.Rule.FunctionSet).Lookup("Sex", {PID:8})',
+    ]
+    for text in spellings:
+        assert ev(text, tables=tables) == "Female", text
+        assert compile_expression(text).class_calls == []
+
+
+def test_class_method_calls_run_what_the_mapping_supplies() -> None:
+    expr = compile_expression(
+        '##class(Demo.Util.Helper).HL7CurrentDateTime() _ "/" _ ##CLASS(Some.Util).X({PID:8}, 2)'
+    )
+    assert expr.class_calls == ["Demo.Util.Helper.HL7CurrentDateTime", "Some.Util.X"]
+    functions = {
+        "Demo.Util.Helper.HL7CurrentDateTime": lambda: "20240506070809",
+        "Some.Util.X": lambda a, b: a * b,  # receives the values, not the context
+    }
+    context = Context(source=HL7Message(ADT), functions=functions)
+    assert expr.evaluate(context) == "20240506070809/FF"
+
+
+def test_an_unmapped_class_method_names_the_mapping_file_section() -> None:
+    expr = compile_expression('"x" _ ##class(Demo.Util.Helper).HL7CurrentDateTime()')
+    message = (
+        "##class(Demo.Util.Helper).HL7CurrentDateTime() is not mapped to Python: add it to the "
+        "functions: section of the IRIS mapping file"
+    )
+    with pytest.raises(ConfigError) as raised:
+        expr.evaluate(Context())
+    assert str(raised.value) == message
+
+
+def test_a_dtl_class_method_outside_the_function_set_is_looked_up_by_name() -> None:
+    expr = compile_expression("..FormatName({PID:5.1}, {PID:5.2}) _ ..Pad(1, 3)")
+    assert expr.class_calls == ["..FormatName"]
+    functions = {"..FormatName": lambda last, first: f"{first} {last}"}
+    context = Context(source=HL7Message(ADT), functions=functions)
+    assert expr.evaluate(context) == "Mary O&Brien1  "
+    with pytest.raises(ConfigError, match=r"^\.\.FormatName\(\) is not mapped to Python"):
+        expr.evaluate(Context(source=HL7Message(ADT)))
+
+
+@pytest.mark.parametrize(
+    ("expr", "expected"),
+    [
+        ('$P(HL7.{MSH:9},"^",2)', "A08"),
+        ("$E({PID:7},1,4) = 1980", True),
+        ('$CASE({PID:8}, "M":"Male", "F":"Female", :"Unknown")', "Female"),
+        ("$G(source.{PID:5.1})", "O&Brien"),
+        ('$G({PID:99},"none")', "none"),
+        ("$D(HL7.{PID:8})", 1),
+        ("$D(HL7.{PID:99})", 0),
+        ("$LL(HL7.{PID:3().4})", 2),
+        ('$LF(HL7.{PID:3().4},"NHS")', 2),
+        ('$ZCVT(HL7.{PID:5(2).1},"U") _ $ZDATE($ZDATEH({PID:7},8),3)', "SMITH1980-01-01"),
+        ('$S({PID:8}="M":1,{PID:8}="F":2,1:0) + 1', 3),
+    ],
+)
+def test_dollar_functions_read_message_paths(expr: str, expected: object) -> None:
+    assert ev(expr) == expected
+
+
+def test_dollar_functions_with_dtl_variables() -> None:
+    variables = {"tValue": "x^y", "k1": 2}
+    assert ev('$P(tValue,"^",k1) _ $G(tOther,"-")', variables=variables) == "y-"
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ("Round()", r"Round\(\) takes 1 to 2 arguments, not 0 at column 1"),
+        ('1 + ..SubString("a",1,2,3)', r"SubString\(\) takes 1 to 3 arguments, not 4 at column 5"),
+        ("##class(Ens.Util.FunctionSet).Pad()", r"Pad\(\) takes 1 to 3 arguments, not 0"),
+    ],
+)
+def test_function_set_calls_with_the_wrong_number_of_arguments_fail_to_compile(
+    bad: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        compile_expression(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # ObjectScript's contains, follows and sorts-after, and their negations
+        ('x["WORLD"', True),
+        ('x["world"', False),
+        ('x\'["WORLD"', False),
+        ('"B"]"A"', True),
+        ('"A"]"B"', False),
+        ('"10"]"9"', False),  # follows compares character codes: "1" < "9"
+        ("10]]9", True),  # sorts after puts numbers in numeric order
+        ('"A"]]10', True),  # and strings after every number
+        ("9]]10", False),
+        ('"b"\']"c"', True),
+    ],
+)
+def test_objectscript_string_operators(text: str, expected: bool) -> None:
+    ctx = Context(variables={"x": "HELLO WORLD"})
+    assert compile_expression(text).is_true(ctx) is expected
+
+
+def test_a_bare_unknown_function_is_a_user_function_set_method_mapped_at_run_time() -> None:
+    # IRIS rules call the methods of a user's Ens.Rule.FunctionSet subclass by their bare name.
+    expr = compile_expression("WeekEnd()=1 || IsHoliday(HL7.{MSH:7})")
+    assert expr.class_calls == ["..WeekEnd", "..IsHoliday"]
+    ctx = Context(functions={"..WeekEnd": lambda: 0, "..IsHoliday": lambda day: day == "20250101"})
+    ctx.source = HL7Message("MSH|^~\\&|A|B|C|D|20250101||ADT^A01|1|P|2.5\r")
+    assert expr.is_true(ctx)
+    with pytest.raises(ConfigError, match=r"WeekEnd\(\) is not mapped to Python"):
+        compile_expression("WeekEnd()").evaluate(Context())
+
+
+def test_iris_shortened_schema_names_resolve_by_a_unique_prefix() -> None:
+    # IRIS's 2.5 schema names XPN.3 "SecondandFurtherGivenNamesor" (cut short).
+    assert field_number("PID", "PatientName", "SecondandFurtherGivenNamesor", None, "2.5") == (
+        5,
+        3,
+        None,
+    )
+    with pytest.raises(ConfigError):  # too short to be taken for a cut-off name
+        field_number("PID", "PatientName", "Se", None, "2.5")
