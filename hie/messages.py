@@ -43,6 +43,11 @@ def _class_path(cls: type) -> str:
 
 
 def _load_class(path: str) -> type[BaseModel]:
+    if path.startswith("iris:"):
+        # An IRIS message class is built from its definition, not imported: its registry.
+        from hie.iris.message_classes import body_class
+
+        return body_class(path)
     try:
         obj = import_object(path)
     except (ImportError, AttributeError) as exc:

@@ -12,11 +12,13 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from hie.dotted_path import import_object
 from hie.errors import ConfigError
 from hie.hl7 import HL7Message
 from hie.hosts.base import ItemSettings
 from hie.hosts.process import BusinessProcess
-from hie.rules.transform import TransformRegistry
+from hie.iris.helper_classes import bind_helpers
+from hie.rules.transform import Transform, TransformRegistry
 from hie.rules.loader import LookupTables, load_lookup_tables, load_rules, load_transform
 from hie.rules.model import RuleDefinition, rules_from_data
 
@@ -72,11 +74,31 @@ def compile_routing(settings: RoutingSettings, production: Production, item: str
         found = find_class_file(name, production)
         if found is not None:
             add(found)
+    for name in sorted(rules.transforms() - set(registry)):
+        builtin = builtin_transform(name)
+        if builtin is not None:
+            registry.add(builtin)
     absent = sorted(rules.transforms() - set(registry))
     problems += [f"transform {t!r} is not loaded (add it to transforms)" for t in absent]
     if problems:
         raise ConfigError(f"item {item!r} rules: " + "; ".join(problems))
     return rules, registry, lookup
+
+
+#: Transforms HIE provides, found by name without a ``transforms:`` entry (one listed there, or
+#: exported beside the production, of the same name wins). Imported on first use, so a router
+#: that does not send through them never loads their libraries (fhir.resources).
+BUILTIN_TRANSFORMS: dict[str, str] = {"HL7ToFHIR": "hie.fhir:HL7ToFHIR"}
+
+
+def builtin_transform(name: str) -> Transform | None:
+    """A new instance of the built-in transform called ``name``, or None if there is none."""
+    path = BUILTIN_TRANSFORMS.get(name)
+    if path is None:
+        return None
+    cls = import_object(path)
+    assert isinstance(cls, type) and issubclass(cls, Transform)  # the table above names them
+    return cls()
 
 
 def find_class_file(class_name: str, production: Production) -> Path | None:
@@ -126,13 +148,18 @@ class RoutingEngine(BusinessProcess):
 
     @classmethod
     def check_item(cls, item: Item, production: Production) -> list[str]:
-        """Load-time check: rules, transforms and tables compile, and name known items."""
+        """Load-time check: rules, transforms and tables compile, and name known items; every
+        helper class method a transform calls is mapped to Python."""
         try:
             settings = cls.Settings.model_validate(item.settings)
-            compile_routing(settings, production, item.name)  # type: ignore[arg-type]
+            rules, registry, lookup = compile_routing(
+                settings,  # type: ignore[arg-type]
+                production,
+                item.name,
+            )
         except (ConfigError, OSError, ValueError) as exc:
             return [str(exc)]
-        return []
+        return bind_helpers(registry.values(), production.source, tables=lookup, rules=rules)
 
     @classmethod
     def source_files(cls, item: Item, production: Production) -> list[Path]:
@@ -157,6 +184,15 @@ class RoutingEngine(BusinessProcess):
         self.rule_definition, self.transform_registry, self.lookup = compile_routing(
             settings, self.production, self.item_name
         )
+        # Transforms get their helper functions and the router's lookup tables.
+        problems = bind_helpers(
+            self.transform_registry.values(),
+            self.production.source,
+            tables=self.lookup,
+            rules=self.rule_definition,
+        )
+        if problems:
+            raise ConfigError(f"item {self.item_name!r}: " + "; ".join(problems))
 
     def on_request(self, request: Any) -> Any:
         """Route the request; the router itself has no reply."""

@@ -3,6 +3,13 @@
 Reads a ``.cls`` file, an IRIS export or a bare ``<transform>`` (``hie.iris.classfile``) into
 the same data as HIE's YAML form, so both compile through ``transform_from_data``. Errors name
 the file and line.
+
+Elements: ``assign`` (with ``key`` for collections), ``if`` (``true`` / ``false``), ``switch``
+(``case`` / ``default``), ``foreach``, ``break``, ``group``, ``subtransform`` (with ``aux``),
+``trace``, ``comment``, ``code`` (its ObjectScript translated where HIE can run it) and
+``sql`` (refused, with what to write instead); ``annotation`` is ignored wherever it is.
+A source or target class that is not HL7 is looked up beside the file (and in the export
+itself) and carried as ``message_classes`` (``hie.iris.message_classes``).
 """
 
 from __future__ import annotations
@@ -14,11 +21,15 @@ from lxml import etree
 
 from hie.errors import ConfigError
 from hie.iris.classfile import Definition, read_definition, tag_name
+from hie.iris.message_classes import class_definitions, classes_in_export, is_object_class
+from hie.iris.safe_xml import parse_xml
 from hie.rules.transform import Transform, TransformRegistry, transform_from_data
 
 __all__ = ["load_dtl", "parse_dtl"]
 
 _ACTIONS = {"assign", "if", "foreach", "subtransform", "group", "comment", "code", "sql"}
+_ACTIONS |= {"switch", "trace", "break"}
+_IGNORED = {"annotation"}
 
 
 def load_dtl(
@@ -30,7 +41,9 @@ def load_dtl(
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read transform {path}: {exc}") from exc
-    return parse_dtl(data, source=str(path), allow_partial=allow_partial, registry=registry)
+    return parse_dtl(
+        data, source=str(path), allow_partial=allow_partial, registry=registry, near=path
+    )
 
 
 def parse_dtl(
@@ -39,11 +52,15 @@ def parse_dtl(
     source: str,
     allow_partial: bool = False,
     registry: TransformRegistry | None = None,
+    near: Path | None = None,
 ) -> Transform:
-    """Parse DTL class text or ``<transform>`` XML; ``source`` names the file in errors."""
+    """Parse DTL class text or ``<transform>`` XML; ``source`` names the file in errors.
+
+    ``near``: the file the text came from; message classes are looked for beside it.
+    """
     found = read_definition(text, xdata="DTL", root="transform", source=source)
     root = found.root
-    data = {
+    data: dict[str, Any] = {
         "name": found.class_name,
         "source_class": root.get("sourceClass", ""),
         "target_class": root.get("targetClass", ""),
@@ -52,17 +69,32 @@ def parse_dtl(
         "create": root.get("create", "new"),
         "actions": _actions(root, found),
     }
-    return transform_from_data(data, source=source, allow_partial=allow_partial, registry=registry)
+    classes = [c for c in (data["source_class"], data["target_class"]) if is_object_class(c)]
+    notes: list[str] = []
+    if classes:
+        own = classes_in_export(parse_xml(text, source=source)) if _is_xml(text) else {}
+        data["message_classes"], notes = class_definitions(classes, near=near, known=own)
+    transform = transform_from_data(
+        data, source=source, allow_partial=allow_partial, registry=registry
+    )
+    transform.notes.extend(notes)
+    return transform
+
+
+def _is_xml(text: str | bytes) -> bool:
+    head = text[:200].lstrip() if isinstance(text, str) else text[:200].lstrip().decode("latin-1")
+    return head.lstrip("\ufeff").startswith("<")
 
 
 def _actions(parent: etree._Element, found: Definition) -> list[dict[str, Any]]:
     out = []
     for el in parent:
         name = tag_name(el)
-        if not name:
+        if not name or name in _IGNORED:
             continue
         if name not in _ACTIONS:
-            raise found.error(el, f"<{name}> is not a DTL action")
+            known = ", ".join(f"<{a}>" for a in sorted(_ACTIONS))
+            raise found.error(el, f"<{name}> is not a DTL action; write it with {known}")
         out.append(_action(el, name, found))
     return out
 
@@ -71,12 +103,14 @@ def _action(el: etree._Element, name: str, found: Definition) -> dict[str, Any]:
     fields: dict[str, Any] = {"type": name, "line": found.line(el)}
     if name == "assign":
         fields.update(property=el.get("property", ""), value=el.get("value", ""))
-        fields["action"] = el.get("action", "set")
+        fields.update(action=el.get("action", "set"), key=el.get("key", ""))
     elif name == "if":
         fields["condition"] = el.get("condition", "0")
         for branch in el:
             if tag_name(branch) in ("true", "false"):
                 fields[tag_name(branch)] = _actions(branch, found)
+    elif name == "switch":
+        fields["actions"] = [_case(c, found) for c in el if tag_name(c) not in ("", *_IGNORED)]
     elif name == "foreach":
         fields.update(property=el.get("property", ""), key=el.get("key", "k1"))
         fields["actions"] = _actions(el, found)
@@ -84,7 +118,29 @@ def _action(el: etree._Element, name: str, found: Definition) -> dict[str, Any]:
         fields["actions"] = _actions(el, found)
     elif name == "subtransform":
         fields.update(class_name=el.get("class", ""), source_obj=el.get("sourceObj", "source"))
-        fields["target_obj"] = el.get("targetObj", "target")
+        fields.update(target_obj=el.get("targetObj", "target"), aux=el.get("aux", ""))
+    elif name == "trace":
+        fields["value"] = el.get("value", '""')
     elif name in ("comment", "code", "sql"):
-        fields["text"] = "".join(el.itertext()).strip()
+        fields.update(_text(el))
     return fields
+
+
+def _case(el: etree._Element, found: Definition) -> dict[str, Any]:
+    name = tag_name(el)
+    if name not in ("case", "default"):
+        raise found.error(el, f"<switch> holds <{name}>; only <case> and <default> belong there")
+    fields: dict[str, Any] = {"type": name, "line": found.line(el), "actions": _actions(el, found)}
+    if name == "case":
+        fields["condition"] = el.get("condition", "0")
+    return fields
+
+
+def _text(el: etree._Element) -> dict[str, Any]:
+    """The element's own text (CDATA included, annotations left out) and where it starts."""
+    raw = (el.text or "") + "".join(child.tail or "" for child in el)
+    if tag_name(el) == "comment":
+        raw = "".join(el.itertext())  # a comment's words are in its <annotation>
+    body = raw.strip()
+    offset = raw[: len(raw) - len(raw.lstrip())].count("\n")
+    return {"text": body, "offset": offset}

@@ -7,13 +7,19 @@ Two tables, both plain data so the migration report can show them:
   written under the first candidate the resolved host's ``Settings`` model has, so a host whose
   model does not know a setting gets it listed as unmapped instead of failing validation.
 
-A user mapping file (YAML) extends both::
+A user mapping file (YAML) extends both, and names the Python functions that stand in for
+helper class methods (``hie.iris.helper_classes``)::
 
     classes:
       Demo.HL7.MyTCPService: mypkg.hosts:MyTCPService   # or a built-in name: HL7TCPService
     settings:
       MyCustomSetting: my_setting                        # for every class
       Demo.HL7.MyTCPService: {Threshold: threshold}      # for one IRIS class only
+    functions:
+      Demo.Util.Helper.Now: mypkg.helpers:now            # one class method -> module:function
+      Demo.Util.Codes: mypkg.codes                       # every method -> same-named function
+
+A production finds ``hie-mapping.yaml`` beside its own file (``hie.iris.helper_classes``).
 """
 
 from __future__ import annotations
@@ -155,6 +161,9 @@ SETTING_MAP: dict[str, SettingRule] = {
     "Filename": SettingRule(("filename",), iris_filename),
     "CallInterval": SettingRule(("poll_interval",)),
     "MessageSchemaCategory": SettingRule(("schema_category",)),
+    # Not an IRIS setting (IRIS keeps lookup tables in its database): exported table files a
+    # router reads, which an IRIS production may name so HIE finds them.
+    "LookupTables": SettingRule(("lookup_tables",), _csv),
     "Validation": SettingRule(("validation",)),
     "Framing": SettingRule(("framing",)),
     "DefCharEncoding": SettingRule(("charset",), _charset),
@@ -205,6 +214,9 @@ class Mapping:
     classes: dict[str, str] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)
     class_settings: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: ``Class.Method`` (or a whole ``Class``, or ``..Method``) -> ``module:function``
+    #: (``module`` for a class).
+    functions: dict[str, str] = field(default_factory=dict)
     source: str | None = None
 
     def setting_fields(self, iris_class: str, name: str) -> tuple[str, ...] | None:
@@ -234,11 +246,21 @@ def load_mapping(path: str | Path | None) -> Mapping:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=BoundedLoader) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read mapping file {path}: {exc}") from exc
-    if not isinstance(data, dict) or set(data) - {"classes", "settings"}:
-        raise ConfigError(f"mapping file {path}: only 'classes' and 'settings' are allowed")
+    if not isinstance(data, dict) or set(data) - {"classes", "settings", "functions"}:
+        raise ConfigError(
+            f"mapping file {path}: only 'classes', 'settings' and 'functions' are allowed"
+        )
     mapping = Mapping(
-        classes=_str_dict(data.get("classes") or {}, f"{path}: classes"), source=str(path)
+        classes=_str_dict(data.get("classes") or {}, f"{path}: classes"),
+        functions=_str_dict(data.get("functions") or {}, f"{path}: functions"),
+        source=str(path),
     )
+    for key, target in mapping.functions.items():
+        if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_][\w.]*)?", target):
+            raise ConfigError(
+                f"mapping file {path}: functions.{key}: {target!r} is not module:function "
+                "(or a module, for a whole class)"
+            )
     settings = data.get("settings") or {}
     if not isinstance(settings, dict):
         raise ConfigError(f"mapping file {path}: settings must be a mapping")

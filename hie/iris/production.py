@@ -24,6 +24,10 @@ but it cannot run either. So:
 Settings that do not map are never dropped silently: each is in the item's
 ``unmapped_settings`` with the reason. Item names are made valid HIE names (spaces and other
 characters become ``_``) and targets follow the renaming.
+
+The mapping (custom classes, settings, helper functions) is the one given, else
+``hie-mapping.yaml`` beside the production file (``hie.iris.helper_classes``), so ``start``
+finds what ``validate`` and ``import-iris`` were given.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from hie.errors import ConfigError, Problem, ProductionError
 from hie.iris.classfile import read_definition, tag_name
+from hie.iris.helper_classes import production_mapping, use_mapping
 from hie.iris.mapping import ItemReport, Mapping, load_mapping, map_item_settings
 from hie.production import Item, Production, collect_problems
 
@@ -234,8 +239,13 @@ def read_iris_production(
     """
     path = Path(path)
     source = str(path)
-    if not isinstance(mapping, Mapping):
-        mapping = load_mapping(mapping)
+    try:
+        if mapping is None:
+            mapping = production_mapping(path)
+        elif not isinstance(mapping, Mapping):
+            mapping = load_mapping(mapping)
+    except ConfigError as exc:
+        raise ProductionError([Problem(source, None, None, str(exc))]) from exc
     try:
         found = read_definition(
             path.read_bytes(), xdata="ProductionDefinition", root="Production", source=source
@@ -261,11 +271,12 @@ def read_iris_production(
     problems = collect_problems(production, {}, check_only_shape=True)
     if problems:
         raise ProductionError(problems)
-    result.blocked = [
-        Problem(source, item.line, item.name, message)
-        for item in production.items
-        for message in production.host_class(item.name).check_item(item, production)
-    ]
+    with use_mapping(path, mapping):  # routers bind helper functions from it, too
+        result.blocked = [
+            Problem(source, item.line, item.name, message)
+            for item in production.items
+            for message in production.host_class(item.name).check_item(item, production)
+        ]
     for problem in result.blocked:
         report = next(r for r in reports if r.name == problem.item)
         report.notes.append(f"will not start as it is: {problem.message}")

@@ -3,47 +3,94 @@
 A transform is data: HIE's YAML form (``transform_from_data``) or an IRIS DTL class read by
 ``hie.iris.dtl``; both give the same ``Transform``, which routing rules send through by name.
 
-``Transform.apply(source)`` returns a new target: for an HL7 target class, an ``HL7Message``
+``Transform.apply(source)`` returns a new target. For an HL7 target class, an ``HL7Message``
 (``create="new"`` starts from the source's MSH alone, since every HL7 message needs one;
-``copy`` and ``existing`` start from a copy of the source); for any other class, a ``dict`` of
-the properties assigned (``target.LastName``). Values are set as ER7 text, unescaped, like
-IRIS ``SetValueAt``: copying ``source.{PID:5}`` copies its components.
+``copy`` and ``existing`` start from a copy of the source). For another class, an instance of
+its model when ``message_classes`` defines it (``hie.iris.message_classes``), else a ``dict``
+of the properties assigned.
 
-``<code>`` and ``<sql>`` hold ObjectScript that HIE cannot run: loading refuses them unless
-``allow_partial=True``, which skips them and lists them in ``Transform.skipped``.
+Actions: ``assign`` (``set``, ``clear``, ``remove``, ``append``, ``insert``: see
+``hie.rules.hl7_target`` and ``hie.rules.object_target``), ``if``, ``switch`` (the first
+``case`` whose condition holds, else ``default``), ``foreach`` (over segments, repetitions,
+lists and arrays; ``break`` leaves it), ``group``, ``subtransform`` (with ``aux``), ``trace``
+(logged at its ``level``), ``do`` (HIE's own: an expression run for its effect), ``comment``,
+and ``code``, whose ObjectScript runs when it is within what ``hie.iris.objectscript_code``
+translates. ``sql``, and code outside that subset, is refused at load unless
+``allow_partial=True``, which skips it and lists it in ``Transform.skipped``.
+
+Whoever loads a transform gives it what its expressions call: ``functions`` (helper-class
+methods, see ``hie.iris.helper_classes``) and ``tables`` (lookup tables).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from hie.errors import ConfigError
+from hie.errors import ConfigError, MessageError
 from hie.hl7 import HL7Message
-from hie.rules.access import segment_lines
 from hie.rules.document import validate_document
-from hie.rules.expressions import Context, Expression, compile_expression
-from hie.rules.functions import to_str
-from hie.rules.paths import ALL, VirtualPath, hl7_version, numeric_paths, parse_virtual_path
+from hie.rules.dtl_run import run_transform
+from hie.rules.expressions import Context
+from hie.rules.object_paths import (
+    ObjectPath,
+    Value,
+    class_calls,
+    compile_value,
+    parse_object_path,
+    plain,
+)
+from hie.rules.object_target import check_object_path
+from hie.rules.paths import parse_virtual_path
 
 __all__ = ["DtlAction", "Transform", "TransformRegistry", "transform_from_data"]
 
 _TARGET_PATH = re.compile(r"^target\.\{(.*)\}$", re.DOTALL)
 _SOURCE_PATH = re.compile(r"^source\.\{(.*)\}$", re.DOTALL)
+_VARIABLE = re.compile(r"^[A-Za-z%][A-Za-z0-9]*$")
+_OWNERS = ("source", "target", "aux")
+_SQL = (
+    "<sql> queries the IRIS database, which HIE does not have; look values up with a lookup "
+    "table (..Lookup(table, key)) or a helper class method (##class(Pkg.Helper).Method(...)) "
+    "mapped to Python in the functions: section of hie-mapping.yaml"
+)
+_SEGMENT_SUBTRANSFORM = (
+    "a subtransform of HL7 segments (sourceObj/targetObj with {...}) is not supported; copy "
+    "the sub-transform's assigns into this transform, with full paths (target.{PID:5})"
+)
+
+ActionType = Literal[
+    "assign",
+    "if",
+    "switch",
+    "case",
+    "default",
+    "foreach",
+    "break",
+    "subtransform",
+    "group",
+    "trace",
+    "do",
+    "comment",
+    "code",
+    "sql",
+]
 
 
 class DtlAction(BaseModel):
-    """One DTL action; which fields matter depends on ``type``."""
+    """One DTL action; which fields matter depends on ``type`` (module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    type: Literal["assign", "if", "foreach", "subtransform", "group", "comment", "code", "sql"]
+    type: ActionType
     property: str = ""
     value: str = ""
     action: str = "set"
+    #: The foreach key variable; for assign, the collection key (an expression).
     key: str = ""
     condition: str = ""
     true: list[DtlAction] = []
@@ -52,8 +99,18 @@ class DtlAction(BaseModel):
     class_name: str = ""
     source_obj: str = "source"
     target_obj: str = "target"
+    aux: str = ""
     text: str = ""
+    level: Literal["debug", "info", "warning", "error"] = "debug"
     line: int | None = Field(default=None, exclude=True)
+    #: For code: how many lines below ``line`` its text starts.
+    offset: int = Field(default=0, exclude=True)
+    _code: list[DtlAction] = PrivateAttr(default_factory=list)
+
+    # A method, not a property: ``property`` is a field name here.
+    def translated(self) -> list[DtlAction]:
+        """For code: the actions its ObjectScript translates to (set when it compiles)."""
+        return self._code
 
 
 class TransformRegistry(dict[str, "Transform"]):
@@ -76,10 +133,19 @@ class Transform(BaseModel):
     target_doc_type: str = ""
     create: str = "new"
     actions: list[DtlAction] = []
+    #: IRIS message classes the transform reads or builds: class -> property -> IRIS type
+    #: (``%String``, ``list Of Demo.Msg.Obs``); see ``hie.iris.message_classes``.
+    message_classes: dict[str, dict[str, str]] = {}
     skipped: list[str] = Field(default=[], exclude=True)
+    #: What loading noticed but did not refuse (a message class not found, a type kept as text).
+    notes: list[str] = Field(default=[], exclude=True)
     source_file: str = Field(default="", exclude=True)
-    _exprs: dict[str, Expression] = PrivateAttr(default_factory=dict)
+    _values: dict[str, Value] = PrivateAttr(default_factory=dict)
+    _paths: dict[str, ObjectPath] = PrivateAttr(default_factory=dict)
+    _calls: dict[str, list[str]] = PrivateAttr(default_factory=dict)
     _registry: TransformRegistry | None = PrivateAttr(default=None)
+    _functions: Mapping[str, Callable[..., Any]] = PrivateAttr(default_factory=dict)
+    _tables: Any = PrivateAttr(default=None)
 
     @property
     def registry(self) -> TransformRegistry | None:
@@ -90,124 +156,215 @@ class Transform(BaseModel):
     def registry(self, value: TransformRegistry | None) -> None:
         self._registry = value
 
-    def compile(self, *, allow_partial: bool = False) -> Transform:
-        """Compile every expression and path now; refuse code/sql unless ``allow_partial``."""
-        self._walk(self.actions, allow_partial)
-        return self
+    @property
+    def functions(self) -> Mapping[str, Callable[..., Any]]:
+        """Python callables for the helper-class methods the expressions call."""
+        return self._functions
 
-    def _walk(self, actions: list[DtlAction], allow_partial: bool) -> None:
-        for a in actions:
-            where = f"{self.source_file}:{a.line}" if a.line else self.source_file
-            if a.type in ("code", "sql"):
-                if not allow_partial:
-                    raise ConfigError(
-                        f"{where}: <{a.type}> holds ObjectScript HIE cannot run; rewrite it as "
-                        "assign/if actions, or load with allow_partial=True to skip it"
-                    )
-                self.skipped.append(f"<{a.type}> at {where}")
-            if a.type == "assign" and a.action not in ("clear", "remove"):
-                self._expr(a.value or '""', where)
-            if a.type == "if":
-                self._expr(a.condition, where)
-            if a.type == "assign" or a.type == "foreach":
-                self._check_property(a, where)
-            for inner in (a.true, a.false, a.actions):
-                self._walk(inner, allow_partial)
+    @functions.setter
+    def functions(self, value: Mapping[str, Callable[..., Any]]) -> None:
+        self._functions = value
 
-    def _check_property(self, a: DtlAction, where: str) -> None:
-        match = _TARGET_PATH.match(a.property) or _SOURCE_PATH.match(a.property)
-        if match:
-            try:
-                parse_virtual_path(match.group(1))
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: {exc}") from None
-        elif not re.fullmatch(r"(target|source)\.[A-Za-z%][\w.]*|[A-Za-z%]\w*", a.property):
-            raise ConfigError(f"{where}: {a.property!r} is not a property DTL can assign")
+    @property
+    def tables(self) -> Any:
+        """The lookup tables ``..Lookup()`` / ``Exists()`` read (``LookupTables``)."""
+        return self._tables
 
-    def _expr(self, text: str, where: str = "") -> Expression:
-        found = self._exprs.get(text)
-        if found is None:
-            found = self._exprs[text] = compile_expression(text, where=where)
-        return found
+    @tables.setter
+    def tables(self, value: Any) -> None:
+        self._tables = value
+
+    @property
+    def class_calls(self) -> dict[str, list[str]]:
+        """Helper-class methods called (``Demo.Util.Helper.Now``, ``..Method``) -> where:
+        ``file:line: expression`` per call site."""
+        return {key: list(sites) for key, sites in self._calls.items()}
 
     @property
     def hl7_target(self) -> bool:
         """True when the target is an HL7 message."""
         return "hl7" in self.target_class.lower() or self.target_class == ""
 
-    def apply(self, source: HL7Message, *, aux: Any = None) -> Any:
-        """Transform ``source`` into a new target (``HL7Message`` or ``dict``)."""
-        target: Any
-        if not self.hl7_target:
-            target = {}
-        elif self.create == "new":
-            target = HL7Message(source.to_er7().split("\r")[0])
-            version = self.target_doc_type.split(":")[0]
-            if re.fullmatch(r"\d+(\.\d+)*", version):
-                target.set("MSH-12", version)
-        else:
-            target = source.copy()
-        ctx = Context(source=source, target=target, aux=aux)
-        self._run(self.actions, ctx)
-        return ctx.target
+    @property
+    def target_model(self) -> type[BaseModel] | None:
+        """The pydantic model of an object target, when its class is defined."""
+        if self.hl7_target or self.target_class not in self.message_classes:
+            return None
+        from hie.iris.message_classes import model_for  # hie.iris imports this module
 
-    def _run(self, actions: list[DtlAction], ctx: Context) -> None:
+        return model_for(self.target_class)
+
+    # -- compiling ------------------------------------------------------------------------
+
+    def compile(self, *, allow_partial: bool = False) -> Transform:
+        """Compile every expression and path now; refuse what cannot run unless
+        ``allow_partial`` (then it is skipped and listed in ``skipped``)."""
+        if self.message_classes:
+            from hie.iris.message_classes import register_classes
+
+            self.notes.extend(register_classes(self.message_classes))
+        self._walk(self.actions, allow_partial)
+        return self
+
+    def _where(self, a: DtlAction) -> str:
+        return f"{self.source_file}:{a.line}" if a.line else self.source_file
+
+    def _walk(self, actions: list[DtlAction], allow_partial: bool) -> None:
         for a in actions:
-            if a.type == "assign":
-                self._assign(a, ctx)
-            elif a.type == "if":
-                branch = a.true if self._expr(a.condition).is_true(ctx) else a.false
-                self._run(branch, ctx)
-            elif a.type == "foreach":
-                self._foreach(a, ctx)
-            elif a.type == "group":
-                self._run(a.actions, ctx)
-            elif a.type == "subtransform":
-                self._subtransform(a, ctx)
+            where = self._where(a)
+            try:
+                self._compile_action(a, where, allow_partial)
+            except ConfigError as exc:
+                if not allow_partial or a.type not in ("code", "sql", "subtransform"):
+                    raise
+                self.skipped.append(f"<{a.type}> at {where}: {exc}")
+                a._code = []
+                continue
+            for inner in (a.true, a.false, a.actions):
+                self._walk(inner, allow_partial)
 
-    def _foreach(self, a: DtlAction, ctx: Context) -> None:
+    def _compile_action(self, a: DtlAction, where: str, allow_partial: bool) -> None:
+        if a.type == "sql":
+            raise ConfigError(f"{where}: {_SQL}")
+        if a.type == "code":
+            from hie.iris.objectscript_code import translate_code  # hie.iris imports us
+
+            data = translate_code(
+                a.text, source=self.source_file, line=a.line or 1, offset=a.offset
+            )
+            a._code = [DtlAction.model_validate(d) for d in data]
+            self._walk(a._code, allow_partial=False)
+        elif a.type == "assign":
+            if a.action not in ("clear", "remove") or a.value:
+                self.value(a.value or '""', where)
+            if a.key:
+                self.value(a.key, where)
+            self._check_assign(a, where)
+        elif a.type in ("if", "case"):
+            self.value(a.condition or "0", where)
+        elif a.type in ("trace", "do"):
+            self.value(a.value or '""', where)
+        elif a.type == "switch":
+            wrong = [c.type for c in a.actions if c.type not in ("case", "default")]
+            if wrong:
+                raise ConfigError(
+                    f"{where}: <switch> holds <{wrong[0]}>; only <case> and <default>"
+                )
+        elif a.type == "foreach":
+            self._check_foreach(a, where)
+        elif a.type == "subtransform":
+            self._check_subtransform(a, where)
+
+    def value(self, text: str, where: str | None = None) -> Value:
+        """The compiled expression ``text`` (compiled now if it was not at load); ``where``
+        (file:line) when compiling, so the helper-class calls it makes are listed with it."""
+        found = self._values.get(text)
+        if found is None:
+            found = self._values[text] = compile_value(text, where=where or "")
+        for call in class_calls(found) if where is not None else ():
+            sites = self._calls.setdefault(call, [])
+            if f"{where}: {text}" not in sites:
+                sites.append(f"{where}: {text}")
+        return found
+
+    def object_path(self, text: str) -> ObjectPath | None:
+        """The object path ``text`` compiled at load (an assign or foreach property), if any."""
+        return self._paths.get(text)
+
+    def _object_path(self, text: str, where: str) -> ObjectPath:
+        path = parse_object_path(text, where=where)
+        if path is None:
+            raise ConfigError(f"{where}: {text!r} is not a property path")
+        self._paths[text] = path
+        return path
+
+    def _check_assign(self, a: DtlAction, where: str) -> None:
+        prop = a.property
+        match = _TARGET_PATH.match(prop)
+        if match:
+            if not self.hl7_target:
+                raise ConfigError(
+                    f"{where}: {prop} is an HL7 path, but the target class {self.target_class} "
+                    "is not HL7; assign its properties (target.Name)"
+                )
+            try:
+                parse_virtual_path(match.group(1))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        elif prop.startswith("target.") and not self.hl7_target:
+            check_object_path(self._object_path(prop, where), self.target_model, where)
+        elif not (prop == "target" or _VARIABLE.match(prop)):
+            raise ConfigError(
+                f"{where}: {prop!r} is not something DTL can assign here: a variable, "
+                + ("target.{...}" if self.hl7_target else "target.Property")
+            )
+
+    def _check_foreach(self, a: DtlAction, where: str) -> None:
         match = _SOURCE_PATH.match(a.property) or _TARGET_PATH.match(a.property)
-        if match is None:
-            return
-        owner = ctx.source if a.property.startswith("source") else ctx.target
-        count = _count(owner, parse_virtual_path(match.group(1)), ctx.variables)
-        for i in range(1, count + 1):
-            ctx.variables[a.key or "k1"] = i
-            self._run(a.actions, ctx)
-
-    def _subtransform(self, a: DtlAction, ctx: Context) -> None:
-        sub = self.registry.get(a.class_name) if self.registry else None
-        if sub is None:
-            raise ConfigError(f"{self.name}: subtransform {a.class_name!r} is not loaded")
-        src = ctx.source if a.source_obj.startswith("source") else ctx.target
-        result = sub.apply(src, aux=ctx.aux)
-        if a.target_obj == "target":
-            ctx.target = result
+        if match:
+            try:
+                parse_virtual_path(match.group(1))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        elif a.property.startswith(tuple(f"{o}." for o in _OWNERS)):
+            self._object_path(a.property, where)
         else:
-            ctx.variables[a.target_obj] = result
+            raise ConfigError(f"{where}: foreach over {a.property!r}: name a repeating path")
 
-    def _assign(self, a: DtlAction, ctx: Context) -> None:
-        value = "" if a.action in ("clear", "remove") else self._expr(a.value or '""')(ctx)
-        match = _TARGET_PATH.match(a.property)
-        if match is None:
-            prop = a.property.split(".", 1)[-1] if "." in a.property else a.property
-            if a.property.startswith("target.") and isinstance(ctx.target, dict):
-                old = ctx.target.get(prop, "") if a.action == "append" else ""
-                ctx.target[prop] = to_str(old) + to_str(value)
-            else:
-                ctx.variables[prop] = value  # a DTL local variable (tVar)
-            return
-        if not isinstance(ctx.target, HL7Message):
-            raise ConfigError(f"{self.name}: {a.property} needs an HL7 target")
-        path = parse_virtual_path(match.group(1))
-        if path.field is None:
-            ctx.target = _put_segments(ctx.target, path, to_str(value), a.action, ctx.variables)
-            return
-        for numeric in _target_paths(ctx.target, path, ctx.variables):
-            if a.action == "append":
-                ctx.target.set_raw(numeric, ctx.target.get_raw(numeric) + to_str(value))
-            else:
-                ctx.target.set_raw(numeric, to_str(value))
+    def _check_subtransform(self, a: DtlAction, where: str) -> None:
+        if "{" in a.source_obj or "{" in a.target_obj:
+            raise ConfigError(f"{where}: {_SEGMENT_SUBTRANSFORM}")
+        if a.aux:
+            self.value(a.aux, where)
+        if a.source_obj not in _OWNERS:
+            self.value(a.source_obj, where)
+        if a.target_obj.startswith("target."):
+            self._object_path(a.target_obj, where)
+        elif not (a.target_obj == "target" or _VARIABLE.match(a.target_obj)):
+            raise ConfigError(
+                f"{where}: targetObj {a.target_obj!r}: use target, a property or a variable"
+            )
+
+    # -- running (the actions themselves: hie.rules.dtl_run) --------------------------------
+
+    def apply(self, source: Any, *, aux: Any = None) -> Any:
+        """Transform ``source`` (an ``HL7Message``, a model or a dict) into a new target."""
+        ctx = Context(
+            source=source,
+            target=self._new_target(source),
+            aux=aux,
+            tables=self.tables,
+            functions=self.functions,
+            # aux is also a plain variable in the method IRIS generates (aux _ "x")
+            variables={"aux": "" if aux is None else aux},
+        )
+        run_transform(self, ctx)
+        return self._finish(ctx.target)
+
+    def _new_target(self, source: Any) -> Any:
+        if not self.hl7_target:
+            copying = self.create != "new" and isinstance(source, BaseModel | dict)
+            return plain(source) if copying else {}
+        if not isinstance(source, HL7Message):
+            return HL7Message(_blank_msh(self.target_doc_type))
+        if self.create != "new":
+            return source.copy()
+        target = HL7Message(source.to_er7().split("\r")[0])
+        version = self.target_doc_type.split(":")[0]
+        if re.fullmatch(r"\d+(\.\d+)*", version):
+            target.set("MSH-12", version)
+        return target
+
+    def _finish(self, target: Any) -> Any:
+        model = self.target_model if isinstance(target, dict) else None
+        if model is None:
+            return target
+        try:
+            return model.model_validate(target)
+        except ValidationError as exc:
+            raise MessageError(
+                f"transform {self.name}: the target is not a valid {self.target_class}: {exc}"
+            ) from exc
 
     def to_yaml(self) -> str:
         """HIE's YAML form; ``load_transform`` reads it back to the same behaviour."""
@@ -215,55 +372,13 @@ class Transform(BaseModel):
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def _count(owner: Any, path: VirtualPath, variables: dict[str, Any]) -> int:
-    if not isinstance(owner, HL7Message):
-        return 0
-    names = owner.segment_names()
-    if path.field is None:
-        return len(segment_lines(owner, path, variables))
-    paths = numeric_paths(names, path, hl7_version(owner.version), variables)
-    if path.field is not None and path.field.index == ALL:
-        return max((len(owner.get_all(p)) for p in paths), default=0)
-    return len(paths)
-
-
-def _target_paths(msg: HL7Message, path: VirtualPath, variables: dict[str, Any]) -> list[str]:
-    found = numeric_paths(msg.segment_names(), path, hl7_version(msg.version), variables)
-    if found:
-        return found
-    # The segment does not exist yet: create it (groups cannot be placed without a schema).
-    assert path.segment is not None
-    index = path.segment.index
-    index = variables.get(index, 1) if isinstance(index, str) and index != ALL else index
-    single = VirtualPath(
-        path.text,
-        (),
-        path.segment.__class__(path.segment.name, 1),
-        path.field,
-        path.component,
-        path.subcomponent,
-    )
-    numeric = numeric_paths([path.segment.name], single, hl7_version(msg.version), variables)[0]
-    return [numeric.replace(f"{path.segment.name}(1)", f"{path.segment.name}({index or 1})", 1)]
-
-
-def _put_segments(
-    msg: HL7Message, path: VirtualPath, value: str, action: str, variables: dict[str, Any]
-) -> HL7Message:
-    """Replace (or remove) whole segments or a group; returns the rebuilt message."""
-    lines = [line for line in msg.to_er7().split("\r") if line]
-    current = segment_lines(msg, path, variables)
-    new = [line for line in value.split("\r") if line] if action not in ("clear", "remove") else []
-    if not new and action == "set":
-        return msg  # IRIS leaves the target alone when the source segment is missing
-    if current:
-        start = lines.index(current[0])
-        lines[start : start + len(current)] = new
-    else:
-        lines.extend(new)
-    if not lines or not lines[0].startswith("MSH"):
-        raise ConfigError(f"{path.text}: the target message would have no MSH segment")
-    return HL7Message("\r".join(lines) + "\r")
+def _blank_msh(doc_type: str) -> str:
+    """An MSH for an HL7 target built from an object: version and type from the doc type."""
+    version, _, name = doc_type.rpartition(":")
+    code, _, event = name.partition("_")
+    kind = "^".join(p for p in (code, event, name if event else "") if p) or "ACK"
+    version = version if re.fullmatch(r"[\d.]+", version) else ""
+    return "MSH|^~\\&|||||||" + kind + "|||" + version
 
 
 def transform_from_data(

@@ -95,7 +95,7 @@ def test_dtl_in_an_export_names_the_line_of_its_code_block() -> None:
     dtl = (
         '<transform sourceClass="EnsLib.HL7.Message" targetClass="EnsLib.HL7.Message">\n'
         "<assign value='\"X\"' property='target.{PID:5.1}' action='set'/>\n"
-        "<code> set x=1 </code>\n"
+        "<code> Write x </code>\n"
         "</transform>\n"
     )
     text = as_export(dtl, "DTL")

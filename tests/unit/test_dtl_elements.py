@@ -1,0 +1,427 @@
+"""DTL elements as IRIS transforms use them: each construct on a small synthetic transform."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from hie.errors import ConfigError
+from hie.hl7 import HL7Message
+from hie.iris.dtl import parse_dtl
+from hie.rules.loader import LookupTables
+from hie.rules.transform import Transform, TransformRegistry
+
+ORU = HL7Message(
+    "MSH|^~\\&|LAB|HOSP|EMR|HOSP|20240101120000||ORU^R01|MSG1|P|2.5\r"
+    "PID|1||123~456||Doe^Jane||19800101|F\r"
+    "ORC|RE|O1\rOBR|1||A1|CBC\rOBX|1|NM|WBC||5\rOBX|2|NM|RBC||4\rNTE|1||first\r"
+    "ORC|RE|O2\rOBR|2||A2|BMP\rOBX|1|NM|NA||140\rOBX|2|ST|CMT||ok\r"
+)
+
+
+#: The opening of an HL7-to-HL7 transform that starts from a copy of the source.
+COPY = "<transform sourceClass='EnsLib.HL7.Message' targetClass='EnsLib.HL7.Message' create='copy'>"
+
+
+def dtl(body: str, *, create: str = "copy", target: str = "EnsLib.HL7.Message") -> Transform:
+    text = (
+        f"<transform sourceClass='EnsLib.HL7.Message' targetClass='{target}' create='{create}'>\n"
+        f"{body}\n</transform>"
+    )
+    return parse_dtl(text, source="t.dtl")
+
+
+def lines(msg: HL7Message) -> list[str]:
+    return [line for line in msg.to_er7().split("\r") if line]
+
+
+def each(msg: HL7Message, segment: str, field: int) -> list[str]:
+    """The field of every such segment, empty ones too (``get_all`` leaves those out)."""
+    count = msg.segment_names().count(segment)
+    return [msg.get(f"{segment}({n})-{field}") for n in range(1, count + 1)]
+
+
+# -- ignored and logged elements ---------------------------------------------------------------
+
+
+def test_annotations_and_comments_are_ignored_wherever_they_are() -> None:
+    t = dtl(
+        "<annotation>whole transform</annotation>"
+        "<comment><annotation>a note</annotation></comment>"
+        "<assign value='\"X\"' property='target.{PID:5.1}'><annotation>why</annotation></assign>"
+        "<if condition='1'><annotation>in if</annotation><true><annotation>t</annotation>"
+        "<assign value='\"Y\"' property='target.{PID:5.2}'/></true></if>"
+        "<foreach property='source.{OBX()}' key='k1'><annotation>loop</annotation>"
+        "<assign value='k1' property='target.{OBX(k1):4}'/></foreach>"
+    )
+    out = t.apply(ORU)
+    assert out.get("PID-5") == "X^Y"
+    assert out.get_all("OBX-4") == ["1", "2", "3", "4"]
+    assert [a.type for a in t.actions] == ["comment", "assign", "if", "foreach"]
+
+
+def test_trace_logs_its_evaluated_value_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    t = dtl('<trace value=\'"patient " _ source.{PID:3(1)} _ " has " _ (2 + 1)\'/>')
+    with caplog.at_level(logging.DEBUG, logger="hie.rules.transform"):
+        t.apply(ORU)
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.DEBUG, "transform : patient 123 has 3")
+    ]
+
+
+# -- break, switch ----------------------------------------------------------------------------
+
+
+def test_break_leaves_only_the_innermost_foreach() -> None:
+    t = dtl(
+        "<foreach property='source.{ORCgrp()}' key='k1'>"
+        "<foreach property='source.{ORCgrp(k1).OBX()}' key='k2'>"
+        "<if condition='source.{ORCgrp(k1).OBX(k2):2}=\"ST\" || (k2 = 2 &amp;&amp; k1 = 1)'>"
+        "<true><break/></true></if>"
+        "<assign value='\"seen\"' property='target.{ORCgrp(k1).OBX(k2):4}'/>"
+        "</foreach></foreach>"
+    )
+    out = t.apply(ORU)
+    # group 1: OBX 1 seen, OBX 2 breaks; group 2 still runs: OBX 1 seen, OBX 2 (ST) breaks
+    assert each(out, "OBX", 4) == ["seen", "", "seen", ""]
+
+
+def test_break_outside_a_foreach_ends_the_transform() -> None:
+    t = dtl(
+        "<assign value='\"1\"' property='target.{PID:1}'/><break/>"
+        "<assign value='\"never\"' property='target.{PID:5}'/>"
+    )
+    out = t.apply(ORU)
+    assert out.get("PID-1") == "1" and out.get("PID-5.1") == "Doe"
+
+
+@pytest.mark.parametrize(
+    ("sex", "expected"), [("F", "female"), ("M", "male"), ("U", "other"), ("", "other")]
+)
+def test_switch_runs_the_first_true_case_else_default(sex: str, expected: str) -> None:
+    t = dtl(
+        "<switch><annotation>by sex</annotation>"
+        "<case condition='source.{PID:8}=\"F\"'>"
+        "<assign value='\"female\"' property='target.{PID:8}'/></case>"
+        '<case condition=\'source.{PID:8}="F" || source.{PID:8}="M"\'>'
+        "<assign value='\"male\"' property='target.{PID:8}'/></case>"
+        "<default><assign value='\"other\"' property='target.{PID:8}'/></default></switch>"
+    )
+    msg = ORU.copy()
+    msg.set("PID-8", sex)
+    assert t.apply(msg).get("PID-8") == expected
+
+
+def test_switch_without_a_matching_case_or_default_does_nothing() -> None:
+    t = dtl(
+        "<switch><case condition='0'><assign value='\"x\"' property='target.{PID:8}'/>"
+        "</case></switch>"
+    )
+    assert t.apply(ORU).get("PID-8") == "F"
+
+
+def test_switch_holding_something_else_is_refused_with_its_line() -> None:
+    with pytest.raises(ConfigError, match=r"^t\.dtl:2: <switch> holds <assign>"):
+        dtl("<switch><assign value='1' property='x'/></switch>")
+
+
+# -- foreach ----------------------------------------------------------------------------------
+
+
+def test_foreach_over_segments_repetitions_and_nested_groups() -> None:
+    t = dtl(
+        "<foreach property='source.{PIDgrp.ORCgrp()}' key='k1'>"
+        "<foreach property='source.{PIDgrp.ORCgrp(k1).OBXgrp()}' key='k2'>"
+        "<assign value='source.{PIDgrp.ORCgrp(k1).OBXgrp(k2).OBX:5} _ \"@\" _ k1 _ k2' "
+        "property='target.{PIDgrp.ORCgrp(k1).OBXgrp(k2).OBX:5}'/></foreach></foreach>"
+        "<foreach property='source.{PID:3()}' key='k3'>"
+        "<assign value='source.{PID:3(k3)} _ \"-\" _ k3' property='target.{PID:3(k3)}'/></foreach>"
+        "<foreach property='source.{OBX()}' key='k1'>"
+        "<assign value='k1' property='target.{OBX(k1):1}'/></foreach>"
+    )
+    out = t.apply(ORU)
+    assert out.get_all("OBX-5") == ["5@11", "4@12", "140@21", "ok@22"]
+    assert out.get_all("OBX-1") == ["1", "2", "3", "4"]
+    assert out.get_raw("PID-3(*)") == "123-1~456-2"
+
+
+def test_foreach_builds_new_segments_in_a_new_target() -> None:
+    t = dtl(
+        "<assign value='source.{MSH}' property='target.{MSH}'/>"
+        "<foreach property='source.{OBX()}' key='k1'>"
+        "<assign value='source.{OBX(k1):3} _ \"=\" _ source.{OBX(k1):5}' "
+        "property='target.{OBX(k1):5}'/></foreach>",
+        create="new",
+    )
+    assert lines(t.apply(ORU))[1:] == [
+        "OBX|||||WBC=5",
+        "OBX|||||RBC=4",
+        "OBX|||||NA=140",
+        "OBX|||||CMT=ok",
+    ]
+
+
+# -- assign actions on HL7 ---------------------------------------------------------------------
+
+
+def test_assign_actions_on_fields_and_repetitions() -> None:
+    t = dtl(
+        "<assign value='\"789\"' property='target.{PID:3()}' action='append'/>"
+        "<assign value='\"000\"' property='target.{PID:3}' action='insert' key='1'/>"
+        "<assign property='target.{PID:3}' action='remove' key='2'/>"
+        "<assign property='target.{PID:8}' action='clear'/>"
+        "<assign value='\"-X\"' property='target.{PID:5.1}' action='append'/>"
+        "<assign property='target.{PID:7}' action='remove'/>"
+    )
+    out = t.apply(ORU)
+    assert out.get_raw("PID-3(*)") == "000~456~789"
+    assert out.get("PID-8") == "" and out.get("PID-7") == ""
+    assert out.get("PID-5") == "Doe-X^Jane"
+
+
+def test_assign_actions_on_whole_segments() -> None:
+    t = dtl(
+        "<assign value='\"NTE|2||appended\"' property='target.{NTE}' action='append'/>"
+        "<assign value='\"NTE|0||inserted\"' property='target.{NTE}' action='insert' key='1'/>"
+        "<assign property='target.{ORC(2)}' action='remove'/>"
+        "<assign property='target.{OBR()}' action='clear'/>"
+    )
+    names = [line[:3] for line in lines(t.apply(ORU))]
+    assert names == ["MSH", "PID", "ORC", "OBX", "OBX", "NTE", "NTE", "NTE", "OBX", "OBX"]
+    out = t.apply(ORU)
+    assert out.get_all("NTE-3") == ["inserted", "first", "appended"]
+
+
+# -- subtransform ------------------------------------------------------------------------------
+
+
+def test_subtransform_gets_aux_and_its_result_lands_where_target_obj_says() -> None:
+    registry = TransformRegistry()
+    sub = parse_dtl(
+        f"{COPY}<assign value='aux' property='target.{{PID:5.1}}'/></transform>",
+        source="sub.dtl",
+        registry=registry,
+    )
+    sub.name = "Demo.Sub"
+    registry.add(sub)
+    main = parse_dtl(
+        f"{COPY}"
+        "<assign value='\"kept\"' property='target.{PID:6}'/>"
+        "<subtransform class='Demo.Sub' sourceObj='source' targetObj='tSub' "
+        "aux='\"AUX-\" _ source.{PID:3(1)}'/>"
+        "<assign value='tSub' property='tCopy'/>"
+        "<if condition='tSub = \"\"'><true>"
+        "<assign value='\"no\"' property='target.{PID:9}'/></true></if></transform>",
+        source="main.dtl",
+        registry=registry,
+    )
+    out = main.apply(ORU)
+    assert out.get("PID-6") == "kept" and out.get("PID-9") == ""  # tSub holds a message
+    whole = parse_dtl(
+        f"{COPY}"
+        "<assign value='\"lost\"' property='target.{PID:6}'/>"
+        "<subtransform class='Demo.Sub' sourceObj='source' targetObj='target' aux='\"WHOLE\"'/>"
+        "</transform>",
+        source="whole.dtl",
+        registry=registry,
+    )
+    out = whole.apply(ORU)
+    assert out.get("PID-5") == "WHOLE^Jane"  # the subtransform's result is the target now
+    assert out.get("PID-6") == ""
+
+
+def test_subtransform_result_in_a_variable_is_readable() -> None:
+    registry = TransformRegistry()
+    sub = parse_dtl(
+        "<transform sourceClass='EnsLib.HL7.Message' targetClass='Demo.Flat' create='new'>"
+        "<assign value='aux _ source.{PID:5.1}' property='target.Name'/></transform>",
+        source="sub.dtl",
+    )
+    sub.name = "Demo.Flat"
+    registry.add(sub)
+    main = parse_dtl(
+        f"{COPY}"
+        "<subtransform class='Demo.Flat' targetObj='tFlat' aux='\"Dr \"'/>"
+        '<code>Set target.{PID:9} = $GET(tFlat) \'= ""</code>'
+        "</transform>",
+        source="main.dtl",
+        registry=registry,
+    )
+    out = main.apply(ORU)
+    assert sub.apply(ORU, aux="Dr ") == {"Name": "Dr Doe"}
+    assert out.get("PID-9") == "1"
+
+
+# -- code --------------------------------------------------------------------------------------
+
+CODE = """<code><![CDATA[
+ // a comment line
+ Set tName = source.{PID:5.1}, tCount = 0 ; counted below
+ #; an old-style comment
+ Set (tA, tB) = "same"
+ If tName = "Doe" {
+   Set target.{PID:5.2} = "JANE"
+ } ElseIf tName = "Roe" {
+   Set target.{PID:5.2} = "RICHARD"
+ } Else {
+   Set target.{PID:5.2} = "?"
+ }
+ /* a block
+    comment */
+ Set:tName'="" target.{PID:7} = "2000" S tCount=tCount+1
+ $$$TRACE("traced "_tName)
+ $$$LOGINFO("info "_tCount)
+ $$$LOGWARNING("warn")
+]]></code>
+<assign value='tCount + 1' property='tCount'/>
+<assign value='tCount _ tA _ tB' property='target.{PID:1}'/>"""
+
+
+def test_code_subset_runs_and_shares_variables_with_assign(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    t = dtl(CODE)
+    with caplog.at_level(logging.DEBUG, logger="hie.rules.transform"):
+        out = t.apply(ORU)
+    assert out.get("PID-5") == "Doe^JANE" and out.get("PID-7") == "2000"
+    assert out.get("PID-1") == "2samesame"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("DEBUG", "transform : traced Doe"),
+        ("INFO", "transform : info 1"),
+        ("WARNING", "transform : warn"),
+    ]
+    other = ORU.copy()
+    other.set("PID-5.1", "Roe")
+    assert t.apply(other).get("PID-5.2") == "RICHARD"
+    other.set("PID-5.1", "")
+    assert t.apply(other).get("PID-5.2") == "?" and t.apply(other).get("PID-7") == "19800101"
+
+
+def test_quit_in_code_leaves_the_foreach_it_is_in() -> None:
+    t = dtl(
+        "<foreach property='source.{OBX()}' key='k1'>"
+        '<code>Quit:source.{OBX(k1):2}="ST"  Set target.{OBX(k1):4} = "v"_k1</code>'
+        "</foreach>"
+        '<code>If 1 { Quit } Set target.{PID:1} = "unreached"</code>'
+    )
+    out = t.apply(ORU)
+    assert each(out, "OBX", 4) == ["v1", "v2", "v3", ""]
+    assert out.get("PID-1") == "1"
+
+
+def test_code_calls_helper_classes_and_dollar_functions() -> None:
+    t = dtl(
+        "<code><![CDATA[\n"
+        ' Set tId = $PIECE(source.{PID:3(2)}, "5", 1)\n'
+        ' Do ##class(Demo.Util.Audit).Record(tId, "seen")\n'
+        " Set target.{PID:18} = ##class(Demo.Util.Helper).Account(tId) _ ..Suffix()\n"
+        "]]></code>"
+    )
+    calls: list[tuple[Any, ...]] = []
+    t.functions = {
+        "Demo.Util.Audit.Record": lambda *args: calls.append(args),
+        "Demo.Util.Helper.Account": lambda value: f"ACC{value}",
+        "..Suffix": lambda: "-Z",
+    }
+    assert t.apply(ORU).get("PID-18") == "ACC4-Z"
+    assert calls == [("4", "seen")]
+    assert sorted(t.class_calls) == [
+        "..Suffix",
+        "Demo.Util.Audit.Record",
+        "Demo.Util.Helper.Account",
+    ]
+    assert t.class_calls["Demo.Util.Audit.Record"] == [
+        't.dtl:4: ##class(Demo.Util.Audit).Record(tId, "seen")'
+    ]
+
+
+def test_an_unmapped_helper_fails_when_it_runs_naming_the_call() -> None:
+    t = dtl("<assign value='##class(Demo.Util.Helper).Now()' property='target.{MSH:7}'/>")
+    with pytest.raises(ConfigError, match=r"##class\(Demo.Util.Helper\).Now\(\) is not mapped"):
+        t.apply(ORU)
+
+
+def test_lookup_tables_given_to_the_transform_are_read() -> None:
+    t = dtl("<assign value='..Lookup(\"Sex\", source.{PID:8}, \"U\")' property='target.{PID:8}'/>")
+    assert t.apply(ORU).get("PID-8") == "U"
+    t.tables = LookupTables({"Sex": {"F": "Female"}})
+    assert t.apply(ORU).get("PID-8") == "Female"
+
+
+@pytest.mark.parametrize(
+    ("code", "line", "statement", "instead"),
+    [
+        ("\n Set x = 1\n Write x\n", 5, "Write x", "log with $$$TRACE(...)"),
+        ("\n\n For i=1:1:3 { Set x = i }", 5, "For i=1:1:3 { Set x = i }", "loop with <foreach>"),
+        (" Set ^Global(1) = 2", 3, "Set ^Global(1) = 2", "write it as DTL actions"),
+        (" If x Set y = 1", 3, "If x Set y = 1", "write If condition { ... } (braces)"),
+        (" Do obj.Save()", 3, "Do obj.Save()", "move it into a class method"),
+        (' Quit $$$ERROR(5001, "x")', 3, 'Quit $$$ERROR(5001, "x")', "use Quit (no value)"),
+        (" $$$LOGSTATUS(sc)", 3, "$$$LOGSTATUS(sc)", "functions: section of hie-mapping.yaml"),
+        (" If 1 {\n Set x = 1\n", 3, "If 1 {", "close it"),
+    ],
+)
+def test_code_outside_the_subset_names_file_line_statement_and_what_to_write(
+    code: str, line: int, statement: str, instead: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        dtl(f"<assign value='1' property='tX'/>\n<code>{code}</code>")
+    message = str(refused.value)
+    offset = line - 3 + 1
+    assert message.startswith(f"t.dtl:{line}: <code> at line 3, its line {offset}: {statement!r} ")
+    assert instead in message
+
+
+def test_allow_partial_skips_code_it_cannot_run_and_runs_the_rest() -> None:
+    text = (
+        f"{COPY}"
+        "<code>Set tX = 1 Kill tX</code><assign value='\"ok\"' property='target.{PID:1}'/>"
+        "</transform>"
+    )
+    t = parse_dtl(text, source="t.dtl", allow_partial=True)
+    assert len(t.skipped) == 1 and t.skipped[0].startswith("<code> at t.dtl:1: t.dtl:1: <code>")
+    assert "'Kill tX' uses 'Kill'" in t.skipped[0]
+    assert t.apply(ORU).get("PID-1") == "ok"
+
+
+def test_code_collection_methods_become_assign_actions() -> None:
+    t = dtl(
+        "<code><![CDATA[\n"
+        ' Do target.Items.Insert("b"), target.Items.InsertAt("a", 1)\n'
+        ' Do target.Items.Insert("z"), target.Items.RemoveAt(3)\n'
+        ' Do target.Codes.SetAt("v", "k"), target.Codes.SetAt("w", "j")\n'
+        ' Do target.Codes.RemoveAt("k"), target.Gone.Insert(1), target.Gone.Clear()\n'
+        "]]></code>",
+        target="Demo.Anything",
+        create="new",
+    )
+    assert [(a.type, a.action, a.property, a.key) for a in t.actions[0].translated()][:4] == [
+        ("assign", "insert", "target.Items", ""),
+        ("assign", "insert", "target.Items", "1"),
+        ("assign", "insert", "target.Items", ""),
+        ("assign", "remove", "target.Items", "3"),
+    ]
+    assert t.apply(ORU) == {"Items": ["a", "b"], "Codes": {"j": "w"}, "Gone": []}
+
+
+def test_an_element_dtl_does_not_have_says_what_to_write() -> None:
+    with pytest.raises(ConfigError) as refused:
+        dtl("<assign value='1' property='tX'/>\n<xslt/>")
+    assert str(refused.value).startswith("t.dtl:3: <xslt> is not a DTL action; write it with ")
+    assert "<assign>, <break>, <code>" in str(refused.value)
+
+
+def test_assigning_to_the_source_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^t\.dtl:2: 'source\.\{PID:5\}' is not something DTL"):
+        dtl("<assign value='1' property='source.{PID:5}'/>")
+
+
+def test_a_method_call_on_the_message_says_what_to_write() -> None:
+    with pytest.raises(ConfigError) as refused:
+        dtl("<assign value='source.GetValueAt(\"PID:5\")' property='target.{PID:6}'/>")
+    assert str(refused.value) == (
+        "t.dtl:2: 'source.GetValueAt(\"PID:5\")': GetValueAt() is not a method HIE runs; "
+        "write source.{path} (a virtual property) instead"
+    )
