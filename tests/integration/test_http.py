@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+import yaml
 
 from hie.hl7 import HL7Message
 from tests.integration.harness import Harness, free_port, wait_for
@@ -232,3 +233,72 @@ def test_a_full_target_queue_answers_503_with_retry_after_and_keeps_nothing(
         assert HL7Message(body).get("MSA-1") == "AE"
     stored = {h.control_id for h in harness.store.find(source="In", limit=20)}
     assert stored == {"B0", "B1", "B2"}
+
+
+def test_hl7_to_fhir_routed_to_an_http_operation_survives_a_500(harness: Harness) -> None:
+    # Given HL7 over HTTP -> a router sending through HL7ToFHIR -> an HTTP operation whose
+    # FHIR server answers 500 once, then 200
+    port = free_port()
+    rules = harness.tmp / "routes.yaml"
+    send = {"type": "send", "target": "FHIR.Out", "transform": "HL7ToFHIR"}
+    rule = {"name": "adt", "when": [{"condition": 'HL7.{MSH:9.1}="ADT"', "actions": [send]}]}
+    rules.write_text(
+        yaml.safe_dump({"kind": "rules", "name": "ToFHIR", "rule_sets": [{"rules": [rule]}]})
+    )
+    with HTTPPeer(statuses=[500], status=200, body=b'{"resourceType": "Bundle"}') as fhir:
+        harness.write(
+            [
+                {
+                    "name": "In",
+                    "class": "HL7HTTPService",
+                    "targets": ["Router"],
+                    "settings": {"port": port, "path": "/hl7"},
+                },
+                {
+                    "name": "Router",
+                    "class": "HL7RoutingEngine",
+                    "pool": "threads",
+                    "targets": ["FHIR.Out"],
+                    "settings": {"rules": "routes.yaml"},
+                },
+                {
+                    "name": "FHIR.Out",
+                    "class": "HTTPOperation",
+                    "pool": "threads",
+                    "settings": {"url": fhir.url, **FAST},
+                },
+            ]
+        )
+        harness.start_worker("FHIR.Out")
+        harness.start_worker("Router")
+        harness.start_gateway(port)
+        # When an ADT^A01 is POSTed
+        status, _, _ = post(port, adt("F1", name="MÜLLER^JÖRG"))
+        assert status == 200
+        # Then the FHIR server got the Bundle twice: the 500, then the retry it accepted
+        wait_for(lambda: len(fhir.received) == 2, 30, "the retried Bundle")
+        first, second = fhir.bodies()
+        assert first == second
+        assert fhir.received[1][1]["content-type"].startswith("application/fhir+json")
+        bundle = json.loads(second)
+        assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "transaction")
+        patients = [
+            e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+        ]
+        assert len(patients) == 1
+        patient = patients[0]
+        identifier = patient["identifier"][0]
+        assert (identifier["system"], identifier["value"]) == (
+            "urn:id:HOSP",
+            "F1",
+        )  # PID-3.4, PID-3.1
+        assert patient["name"][0]["family"] == "MÜLLER"
+        assert patient["birthDate"] == "1980-01-01"
+        assert patient["gender"] == "female"
+        out = harness.store.find(target="FHIR.Out", limit=5)
+        assert len(out) == 1
+        wait_for(
+            lambda: harness.store.header(out[0].message_id).status == "completed",
+            30,
+            "the delivery to complete",
+        )
