@@ -162,8 +162,8 @@ def bind_helpers(
     """Give each transform its helper functions and ``tables``; one problem per call that
     cannot be bound (none mapped, or the mapped one cannot be imported).
 
-    Routing rules run without functions in this version, so a helper call in ``rules`` is a
-    problem too.
+    ``rules`` (the router's rule definition) get theirs the same way: IRIS rules call helper
+    classes and the methods of a user's function set (``WeekEnd()``) alike.
     """
     try:
         mapping = production_mapping(production_file)
@@ -187,12 +187,20 @@ def bind_helpers(
         transform.functions = functions
         if tables is not None:
             transform.tables = tables
-    for key, sites in (rule_calls(rules) if rules is not None else {}).items():
-        problems.append(
-            f"rules {rules.name if rules else ''}: {call_text(key)} (at {'; '.join(sites)}): "
-            "routing rules cannot call helper classes in this version; test the value in the "
-            "transform instead, or map it in a lookup table"
-        )
+    if rules is not None:
+        rule_functions: dict[str, Callable[..., Any]] = {}
+        for key, sites in rule_calls(rules).items():
+            try:
+                found = resolve_function(mapping, key)
+            except ConfigError as exc:
+                problems.append(f"rules {rules.name}: {exc}")
+                continue
+            if found is None:
+                unmapped = _unmapped(key, sites, mapping, production_file)
+                problems.append(f"rules {rules.name}: {unmapped}")
+            else:
+                rule_functions[key] = found
+        rules.functions = rule_functions
     return problems
 
 

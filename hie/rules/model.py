@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -170,6 +171,17 @@ class RuleDefinition(_Model):
     rule_sets: list[RuleSet] = []
     source_file: str = Field(default="", exclude=True)
     _compiled: dict[str, Expression] = PrivateAttr(default_factory=dict)
+    _functions: Mapping[str, Callable[..., Any]] = PrivateAttr(default_factory=dict)
+
+    @property
+    def functions(self) -> Mapping[str, Callable[..., Any]]:
+        """The Python functions its helper-class and user function-set calls run (set by the
+        router from the production's ``hie-mapping.yaml``)."""
+        return self._functions
+
+    @functions.setter
+    def functions(self, value: Mapping[str, Callable[..., Any]]) -> None:
+        self._functions = value
 
     def compile(self) -> RuleDefinition:
         """Compile every condition now, so a bad expression fails at load, not on a message."""
@@ -235,7 +247,9 @@ class RuleDefinition(_Model):
     ) -> RuleOutcome:
         """Run the rules on ``msg`` from sender ``source``; ``now`` fixes the clock for tests."""
         moment = now or datetime.now()
-        ctx = Context(source=msg, source_name=source, now=moment, tables=tables)
+        ctx = Context(
+            source=msg, source_name=source, now=moment, tables=tables, functions=self._functions
+        )
         outcome = RuleOutcome()
         rule_set = next((rs for rs in self.rule_sets if rs.is_effective(moment)), None)
         if rule_set is not None:

@@ -320,3 +320,31 @@ def test_import_iris_carries_the_functions_of_the_mapping_beside_its_inputs(fold
         "..Tag": "mine:tag",
         "Demo.Util.Helper.Upper": "helpers:upper",
     }
+
+
+def test_routing_rules_call_mapped_helpers_and_user_function_set_methods(folder: Path) -> None:
+    # Given a rule that asks a user's function set (bare WeekEnd()) and a helper class
+    rule = RULE.replace(
+        '<when condition="1">',
+        '<when condition=\'(WeekEnd()=0) &amp;&amp; (##class(Demo.Util.Helper).Upper("a")="A")\'>',
+    )
+    (folder / "Demo.Rule.cls").write_text(rule)
+    (folder / "helpers.py").write_text(HELPERS + "\n\ndef week_end():\n    return 0\n")
+    functions = {
+        "Demo.Util.Helper.Upper": "helpers:upper",
+        "Demo.Util.Helper.Tag": "helpers:Tag",
+        "..Tag": "helpers:Tag",
+        "..WeekEnd": "helpers:week_end",
+    }
+    (folder / "hie-mapping.yaml").write_text(yaml.safe_dump({"functions": functions}))
+    from hie.iris.rules import load_iris_rules
+
+    rules = load_iris_rules(folder / "Demo.Rule.cls")
+    # Then the router binds them and the rule runs them
+    assert bind_helpers([], str(folder / "Demo.Production.cls"), rules=rules) == []
+    assert [s.target for s in rules.evaluate(ADT).sends] == ["Out"]
+    # And without the mapping each call is one problem naming it
+    (folder / "hie-mapping.yaml").unlink()
+    problems = bind_helpers([], str(folder / "Demo.Production.cls"), rules=rules)
+    assert len(problems) == 2
+    assert any("WeekEnd() is not mapped to Python" in p for p in problems)
