@@ -7,6 +7,8 @@ the part its type carries: results (ORU^R01), orders (ORM^O01, OML^O21), immuniz
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +25,8 @@ from hie.fhir.results import add_results
 from hie.fhir.scheduling import add_appointment
 from hie.hl7 import HL7Message
 from hie.rules.transform import Transform
+
+log = logging.getLogger(__name__)
 
 _ADT = ("A01", "A02", "A03", "A04", "A05", "A06", "A07", "A08", "A11", "A12", "A13", "A28")
 
@@ -56,6 +60,7 @@ def to_fhir_bundle(msg: HL7Message) -> Bundle:
             "ORU^R01, ORM^O01, OML^O21, VXU^V04 and SIU^S12: route other types elsewhere"
         )
     _, steps = SUPPORTED[msg.message_code]
+    msg = _with_segments(msg)
     b = Builder(msg)
     try:
         add_patient(b)
@@ -68,6 +73,31 @@ def to_fhir_bundle(msg: HL7Message) -> Bundle:
             f"the FHIR resources made from {msg.message_type} message {msg.control_id!r} are "
             f"not valid FHIR R4: {exc}"
         ) from exc
+
+
+#: A segment start inside a one-segment message: a space, a segment id, the field separator.
+_FLATTENED = re.compile(r" (?=[A-Z][A-Z0-9]{2}\|)")
+
+
+def _with_segments(msg: HL7Message) -> HL7Message:
+    """``msg``, or, when its segments were flattened onto one line with spaces between them (a
+    copy-paste through a tool that ate the carriage returns), the message they make.
+
+    Only a message that reads as a lone MSH is split: in any other, `` PID|`` could be field
+    text, and such a message cannot convert anyway (no patient).
+    """
+    if msg.segment_names() != ["MSH"] or msg.delimiters.field != "|":
+        return msg
+    text = msg.to_er7().rstrip("\r\n")
+    parts = _FLATTENED.split(text)
+    if len(parts) < 2:
+        return msg
+    log.warning(
+        "message %r has its segments on one line, separated by spaces; converting them as "
+        "separate segments",
+        msg.control_id,
+    )
+    return HL7Message("\r".join(p.rstrip() for p in parts) + "\r")
 
 
 class HL7ToFHIR(Transform):

@@ -817,3 +817,18 @@ def test_a_transform_that_is_neither_listed_nor_built_in_is_still_refused() -> N
 def test_the_transform_refuses_what_is_not_hl7() -> None:
     with pytest.raises(MessageError, match="not a dict"):
         HL7ToFHIR().apply({"a": 1})
+
+
+def test_segments_flattened_onto_one_line_are_split_again() -> None:
+    # A message whose carriage returns became spaces reads as a lone MSH.
+    flat = (
+        "MSH|^~\\&|HIS|H|LAB|H|20240101||ADT^A01|FL1|P|2.5 EVN|A01|20240101 "
+        "PID|1||77^^^HOSP^MR||ROE^ANN||19700101|F\r"
+    )
+    bundle = json.loads(fhir_json(to_fhir_bundle(HL7Message(flat))))
+    patient = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    assert patient["identifier"][0]["value"] == "77"
+    assert patient["name"][0]["family"] == "ROE"
+    assert patient["gender"] == "female"
