@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from hie.adapters.mllp import BlockingMLLPClient
+from hie.adapters.tls import client_context
 from hie.errors import (
     ConfigError,
     DeliveryError,
@@ -125,13 +126,7 @@ class HL7TCPOperationSettings(ItemSettings):
         """The client TLS context for the peer, or None for plain TCP."""
         if not self.uses_tls:
             return None
-        context = ssl.create_default_context(cafile=self.tls_ca)
-        if self.tls_cert:
-            context.load_cert_chain(self.tls_cert, self.tls_key)
-        if not self.tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return client_context(self.tls_ca, self.tls_cert, self.tls_key, verify=self.tls_verify)
 
     @field_validator("stay_connected", mode="before")
     @classmethod

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from hie.adapters.http import HTTPClient, HTTPReply
+from hie.adapters.tls import client_context
 from hie.errors import ConfigError, DeliveryError, Fail, Retry
 from hie.hl7 import HL7Message
 from hie.hl7.reply_code_actions import DEFAULT_REPLY_CODE_ACTIONS, ReplyCodeActions
@@ -93,13 +94,7 @@ class HTTPClientSettings(ItemSettings):
         """The client TLS context (https URLs), or None."""
         if urlsplit(self.url).scheme != "https":
             return None
-        context = ssl.create_default_context(cafile=self.tls_ca)
-        if self.tls_cert:
-            context.load_cert_chain(self.tls_cert, self.tls_key)
-        if not self.tls_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return client_context(self.tls_ca, self.tls_cert, self.tls_key, verify=self.tls_verify)
 
     def client(self, pool_size: int) -> HTTPClient:
         """An ``HTTPClient`` with these timeouts and TLS."""

@@ -170,37 +170,27 @@ def bind_helpers(
     except ConfigError as exc:
         return [str(exc)]
     problems: list[str] = []
-    for transform in transforms:
+
+    def bind(owner: str, calls: dict[str, list[str]]) -> dict[str, Callable[..., Any]]:
         functions: dict[str, Callable[..., Any]] = {}
-        for key, sites in transform.class_calls.items():
+        for key, sites in calls.items():
             try:
                 found = resolve_function(mapping, key)
             except ConfigError as exc:
-                problems.append(f"transform {transform.name}: {exc}")
+                problems.append(f"{owner}: {exc}")
                 continue
             if found is None:
-                problems.append(
-                    f"transform {transform.name}: {_unmapped(key, sites, mapping, production_file)}"
-                )
+                problems.append(f"{owner}: {_unmapped(key, sites, mapping, production_file)}")
             else:
                 functions[key] = found
-        transform.functions = functions
+        return functions
+
+    for transform in transforms:
+        transform.functions = bind(f"transform {transform.name}", transform.class_calls)
         if tables is not None:
             transform.tables = tables
     if rules is not None:
-        rule_functions: dict[str, Callable[..., Any]] = {}
-        for key, sites in rule_calls(rules).items():
-            try:
-                found = resolve_function(mapping, key)
-            except ConfigError as exc:
-                problems.append(f"rules {rules.name}: {exc}")
-                continue
-            if found is None:
-                unmapped = _unmapped(key, sites, mapping, production_file)
-                problems.append(f"rules {rules.name}: {unmapped}")
-            else:
-                rule_functions[key] = found
-        rules.functions = rule_functions
+        rules.functions = bind(f"rules {rules.name}", rule_calls(rules))
     return problems
 
 
