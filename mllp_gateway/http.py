@@ -211,7 +211,9 @@ class HTTPListener(Listener):
             if deadline is not None:
                 timeout = max(0.0, deadline - time.monotonic())
             try:
-                data = await asyncio.wait_for(reader.read(1 << 16), timeout)
+                # asyncio.timeout, not wait_for: no task per read on the hot path.
+                async with asyncio.timeout(timeout):
+                    data = await reader.read(1 << 16)
             except TimeoutError:
                 what = "idle" if deadline is None else "request not received in time"
                 raise TimeoutError(what) from None
