@@ -1,8 +1,16 @@
-"""Reading virtual properties from an ``HL7Message`` (or a DTL target object)."""
+"""Reading virtual properties from an ``HL7Message``, and properties from message objects.
+
+Object properties read alike in every expression form (``Document.Info.TargetSystem``,
+``source."account_id"``, ``tJSON.entry``): from pydantic models (an IRIS property may be a
+field's alias), dicts (dynamic objects), lists (from 1) and other Python objects' attributes.
+Whatever is absent reads as ``""``, as an unset property does in ObjectScript.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from pydantic import BaseModel
 
 from hie.hl7 import HL7Message
 from hie.rules.paths import (
@@ -14,7 +22,7 @@ from hie.rules.paths import (
     segment_positions,
 )
 
-__all__ = ["read_path", "read_property", "segment_lines"]
+__all__ = ["property_of", "read_path", "read_properties", "segment_lines"]
 
 
 def segment_lines(
@@ -38,7 +46,7 @@ def read_path(obj: Any, path: VirtualPath, variables: dict[str, Any] | None = No
     if obj is None:
         return [] if path.has_all else ""
     if not isinstance(obj, HL7Message):
-        return read_property(obj, path.text, None)
+        return property_of(obj, path.text)
     if path.field is None:
         return "\r".join(segment_lines(obj, path, variables))
     names = obj.segment_names()
@@ -65,11 +73,29 @@ _MESSAGE_PROPERTIES = {
 }
 
 
-def read_property(obj: Any, prop: str, ctx: Any) -> Any:
-    """A named property: of a message (``DocType``, ``Name``, ``ParentId``) or a target dict."""
+#: Values that have no properties: reading one of theirs gives "".
+_PLAIN = (str, bytes, int, float, tuple)
+
+
+def property_of(obj: Any, key: str | int) -> Any:
+    """``obj``'s property ``key`` (of a message: ``DocType``, ``Name``...) or list element (from
+    1); ``""`` when there is none."""
     if isinstance(obj, HL7Message):
-        getter = _MESSAGE_PROPERTIES.get(prop.lower())
+        getter = _MESSAGE_PROPERTIES.get(str(key).lower())
         return str(getter(obj)) if getter else ""  # type: ignore[no-untyped-call]
-    if isinstance(obj, dict):
-        return obj.get(prop, "")
-    return getattr(obj, prop, "") if obj is not None else ""
+    if isinstance(obj, BaseModel | dict | list):
+        # The DTL object-path reader, so source.A.B here and source.A.(1).B there agree.
+        from hie.rules.object_paths import child  # object_paths imports the expression parser
+
+        return child(obj, key)
+    if obj is None or isinstance(obj, _PLAIN) or not isinstance(key, str):
+        return ""
+    found = getattr(obj, key, "")
+    return "" if found is None or callable(found) else found
+
+
+def read_properties(obj: Any, keys: list[str | int]) -> Any:
+    """The value at the end of a chain of properties (``Info.TargetSystem``), or ``""``."""
+    for key in keys:
+        obj = property_of(obj, key)
+    return obj

@@ -4,17 +4,31 @@ Grammar (lowest precedence first): ``||`` / ``OR`` / infix ``!``; ``&&`` / ``AND
 prefix ``NOT`` / ``!`` / ``'``; comparisons ``= != '= < > <= >=`` and the word operators
 (``Contains``, ``DoesNotContain``, ``StartsWith``, ``EndsWith``, ``In``, ``NotIn``, ``InFile``,
 ``Matches``, ``DoesNotMatch``, ``Like``, ``IntersectsList``...); ``_`` concatenation and ``+ -``;
-``* /``; unary minus. Operands: ``"strings"`` (``""`` is a quote), numbers, virtual property
-paths (``HL7.{MSH:9.1}``, ``Document.{...}``, ``source.{...}``, ``target.{...}``, bare ``{...}``),
-properties (``HL7.DocType``, ``target.LastName``), ``Source``, foreach key variables and DTL
-local variables (``tValue``, ``%x``), function set calls (``Piece(x, "^", 2)``,
-``..ConvertDateTime(...)``), ObjectScript ``$`` functions and special variables
-(``$PIECE(x,"^",*-1)``, ``$CASE(x,"M":"Male",:"Other")``, ``$ZDATE($H,3)``; see
-``hie.rules.objectscript``) and class method calls (``##class(Demo.Util).Now()``).
+``* /``, ``#`` (modulo) and ``\\`` (integer division); unary minus. Operands: ``"strings"``
+(``""`` is a quote), numbers, virtual property paths (``HL7.{MSH:9.1}``, ``Document.{...}``,
+``source.{...}``, ``target.{...}``, bare ``{...}``), properties (``HL7.DocType``,
+``Document.Info.TargetSystem``; ``source."account_id"`` quotes a name, which may then hold any
+character; names may use any alphabet: ``source.Numérofacture``), ``Source``, foreach key
+variables and DTL local variables (``tValue``, ``%x``) and their properties (``tJSON.entry``),
+function set calls (``Piece(x, "^", 2)``, ``..ConvertDateTime(...)``), ObjectScript ``$``
+functions and special variables (``$PIECE(x,"^",*-1)``, ``$CASE(x,"M":"Male",:"Other")``,
+``$ZDATE($H,3)``; see ``hie.rules.objectscript``), class method calls
+(``##class(Demo.Util).Now()``, ``$SYSTEM.Util.CreateGUID()``) and the methods of
+``hie.rules.methods`` on any value (``source.GetValueAt("PID:5.1")``, ``tJSON.%Get("id")``,
+``{}.%FromJSON(text)``).
+
+A property of something absent reads as ``""``, as an unset property does in ObjectScript. A
+dotted name whose head is not a message (``source``, ``target``, ``aux``, ``Document``,
+``HL7``...) reads a variable: ``tJSON.entry`` is the ``entry`` of variable ``tJSON``. So do
+``process.X`` and ``context.X``: a DTL that HIE runs has no business process around it, so they
+read ``""`` unless the caller puts a ``process`` or ``context`` object in ``Context.variables``.
 
 A class method call, or a ``..Method()`` the function set does not have (the DTL class's own
 method, a user function set), is looked up when it runs in ``Context.functions`` under
-``"Demo.Util.Now"`` / ``"..Method"``; ``Expression.class_calls`` lists those keys.
+``"Demo.Util.Now"`` / ``"..Method"`` / ``"%SYSTEM.Status.GetErrorText"``;
+``Expression.class_calls`` lists those keys. An omitted argument (``..If(c,,x)``) takes the
+function's default, else ``""``. A by-reference argument (``.tSC``) passes the variable's
+value: HIE cannot write back through it, so an output argument stays as it was.
 
 ``!`` is NOT where an operand is expected (IRIS rule editor, "Logical NOT") and OR between two
 operands (ObjectScript); the position makes it unambiguous, and ``!=`` is always "not equal".
@@ -35,15 +49,18 @@ from datetime import datetime
 from typing import Any
 
 from hie.errors import ConfigError
-from hie.rules.functions import FUNCTIONS, PREDICATES, End, to_number, to_str, truth
+from hie.rules.access import read_path, read_properties
+from hie.rules.functions import FUNCTIONS, PREDICATES, End, to_number, truth
+from hie.rules.methods import SYSTEM_METHODS, Method, find_method
 from hie.rules.objectscript import (
     REFERENCE_FUNCTIONS,
     Arg,
     compile_intrinsic,
     compile_special_variable,
-    concat,
 )
+from hie.rules.operators import arith, both, compare, either, predicate, string_op
 from hie.rules.paths import VirtualPath, check_names, parse_virtual_path
+from hie.rules.tokens import Tok, TokenStream, name_parts
 
 __all__ = ["Context", "Expression", "compile_expression"]
 
@@ -64,25 +81,13 @@ class Context:
     variables: dict[str, Any] = field(default_factory=dict)
     #: Python stand-ins for class methods: "Demo.Util.Helper.Now" or "..Method" -> callable.
     functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    #: How far ``ReadLine()`` has read each stream, by id: (the stream, the next position).
+    streams: dict[int, tuple[Any, int]] = field(default_factory=dict)
 
     def clock(self) -> datetime:
         """The evaluation time: fixed by the caller for tests, else now."""
         return self.now or datetime.now()
 
-
-_TOKEN = re.compile(
-    r"""
-    (?P<ws>\s+)
-  | (?P<str>"(?:[^"]|"")*")
-  | (?P<num>\d+(?:\.\d*)?|\.\d+)
-  | (?P<path>(?:(?:[A-Za-z][A-Za-z0-9]*)\.)?\{[^{}]*\})
-  | (?P<classcall>(?i:\#\#class)\(\s*%?[A-Za-z][\w.%]*\s*\)\.%?[A-Za-z][A-Za-z0-9]*)
-  | (?P<dollar>\$[A-Za-z][A-Za-z0-9]*)
-  | (?P<name>(?:\.\.)?[A-Za-z%][A-Za-z0-9%]*(?:\.[A-Za-z%][A-Za-z0-9%]*)*)
-  | (?P<op>&&|\|\||!=|'=|<=|>=|'<|'>|'\[|'\]\]|'\]|\]\]|[=<>&!'_+\-*/(),:\[\]])
-    """,
-    re.VERBOSE,
-)
 
 _PATH_OWNERS = {"hl7": "source", "document": "source", "source": "source", "target": "target"}
 _PATH_OWNERS |= {"aux": "aux", "": "source", "request": "source", "msg": "source"}
@@ -94,13 +99,6 @@ _STRING_OPS = {"[", "]", "]]", "'[", "']", "']]"}
 _CLASS_CALL = re.compile(r"##class\(\s*(%?[A-Za-z][\w.%]*)\s*\)\.(%?[A-Za-z][A-Za-z0-9]*)", re.I)
 #: Classes whose methods are the built-in function set: ##class(Ens.Util.FunctionSet).Lookup().
 _FUNCTION_SETS = {"ens.util.functionset", "ens.rule.functionset"}
-
-
-@dataclass(frozen=True)
-class _Tok:
-    kind: str
-    text: str
-    col: int
 
 
 class Expression:
@@ -143,47 +141,11 @@ def compile_expression(text: str, *, where: str = "") -> Expression:
     return Expression(text, fn, parser.paths, parser.class_calls)
 
 
-class _Parser:
+class _Parser(TokenStream):
     def __init__(self, text: str, where: str) -> None:
-        self.text = text
-        self.where = where
-        self.toks = self._tokenize(text)
-        self.i = 0
+        super().__init__(text, where)
         self.paths: list[VirtualPath] = []
         self.class_calls: list[str] = []
-
-    def error(self, problem: str, col: int | None = None) -> ConfigError:
-        col = col if col is not None else self.peek().col
-        prefix = f"{self.where}: " if self.where else ""
-        return ConfigError(f"{prefix}expression {self.text!r}: {problem} at column {col}")
-
-    def _tokenize(self, text: str) -> list[_Tok]:
-        toks: list[_Tok] = []
-        pos = 0
-        while pos < len(text):
-            m = _TOKEN.match(text, pos)
-            if m is None:
-                raise self.error(f"unexpected character {text[pos]!r}", pos + 1)
-            kind = m.lastgroup or ""
-            if kind != "ws":
-                toks.append(_Tok(kind, m.group(), pos + 1))
-            pos = m.end()
-        toks.append(_Tok("end", "", len(text) + 1))
-        return toks
-
-    def peek(self) -> _Tok:
-        return self.toks[self.i]
-
-    def take(self) -> _Tok:
-        tok = self.toks[self.i]
-        self.i += 1
-        return tok
-
-    def expect(self, text: str) -> None:
-        if self.peek().text != text:
-            got = self.peek().text or "the end"
-            raise self.error(f"expected {text!r} but found {got!r}")
-        self.i += 1
 
     def _op(self) -> str:
         """The current token as an operator word (AND/OR/NOT map to symbols), else ''."""
@@ -210,14 +172,14 @@ class _Parser:
         left = self.parse_and()
         while self._op() in ("||", "!"):
             self.take()
-            left = _or(left, self.parse_and())
+            left = either(left, self.parse_and())
         return left
 
     def parse_and(self) -> Fn:
         left = self.parse_not()
         while self._op() in ("&&", "&"):
             self.take()
-            left = _and(left, self.parse_not())
+            left = both(left, self.parse_not())
         return left
 
     def parse_not(self) -> Fn:
@@ -233,13 +195,13 @@ class _Parser:
             op = self._op()
             if op in _COMPARE:
                 self.take()
-                left = _compare(op, left, self.parse_concat())
+                left = compare(op, left, self.parse_concat())
             elif op in PREDICATES:
                 self.take()
-                left = _predicate(PREDICATES[op], left, self.parse_concat())
+                left = predicate(PREDICATES[op], left, self.parse_concat())
             elif op in _STRING_OPS:
                 self.take()
-                left = _string_op(op, left, self.parse_concat())
+                left = string_op(op, left, self.parse_concat())
             else:
                 return left
 
@@ -247,14 +209,14 @@ class _Parser:
         left = self.parse_term()
         while self._op() in ("_", "+", "-"):
             op = self.take().text
-            left = _arith(op, left, self.parse_term())
+            left = arith(op, left, self.parse_term())
         return left
 
     def parse_term(self) -> Fn:
         left = self.parse_unary()
-        while self._op() in ("*", "/"):
+        while self._op() in ("*", "/", "#", "\\"):
             op = self.take().text
-            left = _arith(op, left, self.parse_unary())
+            left = arith(op, left, self.parse_unary())
         return left
 
     def parse_unary(self) -> Fn:
@@ -275,6 +237,24 @@ class _Parser:
         if tok.kind == "num":
             number: float | int = float(tok.text) if "." in tok.text else int(tok.text)
             return lambda ctx: number
+        return self._chain(self._operand(tok))
+
+    def _chain(self, fn: Fn) -> Fn:
+        """``f(x).Prop`` / ``f(x).Method()``: members of what a call or path gave."""
+        while self.peek().kind == "byref" and self.toks[self.i + 1].kind == "name":
+            self.take()
+            tok = self.take()
+            parts = name_parts(tok.text)
+            if self.peek().text != "(":
+                fn = _members(fn, parts)
+                continue
+            method = find_method(parts[-1])
+            if method is None:
+                raise self.error(f"{parts[-1]}() is not a method HIE runs", tok.col)
+            fn = self._apply_method(tok, _members(fn, parts[:-1]), method)
+        return fn
+
+    def _operand(self, tok: Tok) -> Fn:
         if tok.kind == "path":
             return self._path(tok)
         if tok.text == "(":
@@ -289,9 +269,13 @@ class _Parser:
             return self._dollar(tok)
         if tok.kind == "classcall":
             return self._class_call(tok)
+        if tok.kind == "system":
+            return self._system_call(tok)
+        if tok.kind == "dynamic":
+            return self._dynamic(tok)
         raise self.error(f"expected a value but found {tok.text or 'the end'!r}", tok.col)
 
-    def _path(self, tok: _Tok) -> Fn:
+    def _path(self, tok: Tok) -> Fn:
         owner_text, _, inner = tok.text.partition("{")
         owner = _PATH_OWNERS.get(owner_text.rstrip(".").lower())
         if owner is None:
@@ -302,55 +286,125 @@ class _Parser:
         except ConfigError as exc:
             raise self.error(str(exc), tok.col) from None
         self.paths.append(path)
-        from hie.rules.access import read_path  # access imports this module's Context
-
         return lambda ctx: read_path(getattr(ctx, owner), path, ctx.variables)
 
-    def _args(self) -> list[Fn]:
+    def _args(self) -> list[Fn | None]:
+        """Call arguments; None for an omitted one (``..If(c,,x)``)."""
         self.expect("(")
-        args: list[Fn] = []
-        if self.peek().text != ")":
-            args.append(self.parse_or())
-            while self.peek().text == ",":
-                self.take()
-                args.append(self.parse_or())
-        self.expect(")")
-        return args
+        args: list[Fn | None] = []
+        if self.peek().text == ")":
+            self.take()
+            return args
+        while True:
+            args.append(self._arg())
+            if self.peek().text != ",":
+                self.expect(")")
+                return args
+            self.take()
 
-    def _call(self, tok: _Tok) -> Fn:
-        name = tok.text.lstrip(".").rsplit(".", 1)[-1].lower()
-        func = FUNCTIONS.get(name)
+    def _arg(self) -> Fn | None:
+        tok = self.peek()
+        if tok.kind == "op" and tok.text in (",", ")"):
+            return None
+        if tok.kind != "byref":
+            return self.parse_or()
+        self.take()
+        name = self.take()
+        if name.kind != "name" or "." in name.text:
+            raise self.error("a by-reference argument is a variable: .name", tok.col)
+        # IRIS passes the variable itself; HIE passes its value and cannot write back.
+        return lambda ctx: ctx.variables.get(name.text, "")
+
+    def _call(self, tok: Tok) -> Fn:
+        parts = name_parts(tok.text)
+        if len(parts) > 1 and not tok.text.startswith(".."):
+            method = find_method(parts[-1])
+            if method is not None:
+                return self._method(tok, parts[:-1], method)
+        func = FUNCTIONS.get(parts[-1].lower())
         if func is None:
-            method = tok.text.removeprefix("..")
-            if "." not in method:
+            method_name = tok.text.removeprefix("..")
+            if "." not in method_name:
                 # The DTL's own method, or one of a user's function set (``Ens.Rule.FunctionSet``
                 # subclass), which rules call by its bare name: mapped to Python at run time.
-                return self._mapped(f"..{method}", f"{tok.text}()", self._args())
+                return self._mapped(f"..{method_name}", f"{tok.text}()", self._args())
             raise self.error(f"unknown function {tok.text}()", tok.col)
         return self._builtin(tok, func, self._args())
 
-    def _builtin(self, tok: _Tok, func: Callable[..., Any], args: list[Fn]) -> Fn:
-        low, high = _arity(func)
-        if len(args) < low or (high is not None and len(args) > high):
-            most = "more" if high is None else high
-            name = tok.text.rsplit(".", 1)[-1].lstrip(".")
-            problem = f"{name}() takes {low} to {most} arguments, not {len(args)}"
-            raise self.error(problem, tok.col)
-        return lambda ctx: func(ctx, *[a(ctx) for a in args])
+    def _builtin(self, tok: Tok, func: Callable[..., Any], args: list[Fn | None]) -> Fn:
+        self._check_count(tok, tok.text.rsplit(".", 1)[-1].lstrip("."), _arity(func), len(args))
+        thunks = _filled(func, args, leading=1)
+        return lambda ctx: func(ctx, *[a(ctx) for a in thunks])
 
-    def _class_call(self, tok: _Tok) -> Fn:
+    def _method(self, tok: Tok, receiver: list[str], method: Method) -> Fn:
+        """``receiver.Method(args)``: a method of ``hie.rules.methods`` on the value read."""
+        owner = _PATH_OWNERS.get(receiver[0].lower()) if len(receiver) == 1 else None
+        if method.path_arg and owner is not None:
+            self._literal_path()
+        return self._apply_method(tok, self._object(receiver), method)
+
+    def _apply_method(self, tok: Tok, obj: Fn, method: Method) -> Fn:
+        args = self._args()
+        self._check_count(tok, method.name, (method.min_args, method.max_args), len(args))
+        thunks = _filled(method.run, args, leading=2)
+        run = method.run
+        return lambda ctx: run(ctx, obj(ctx), *[a(ctx) for a in thunks])
+
+    def _check_count(self, tok: Tok, name: str, counts: tuple[int, int | None], n: int) -> None:
+        low, high = counts
+        if n < low or (high is not None and n > high):
+            most = "more" if high is None else high
+            raise self.error(f"{name}() takes {low} to {most} arguments, not {n}", tok.col)
+
+    def _literal_path(self) -> None:
+        """Check a message path written as a literal (``GetValueAt("PID:5")``) once, now."""
+        tok = self.toks[self.i + 1]
+        after = self.toks[self.i + 2].text if tok.kind == "str" else ""
+        if self.peek().text != "(" or after not in (",", ")"):
+            return
+        try:
+            path = parse_virtual_path(tok.text[1:-1].replace('""', '"'))
+            check_names(path)
+        except ConfigError as exc:
+            raise self.error(str(exc), tok.col) from None
+        self.paths.append(path)
+
+    def _class_call(self, tok: Tok) -> Fn:
         m = _CLASS_CALL.fullmatch(tok.text)
         assert m is not None  # the token pattern is the same
         cls, method = m.group(1), m.group(2)
         if self.peek().text != "(":
             raise self.error(f"##class({cls}).{method} needs (arguments)", tok.col)
         args = self._args()
+        system = SYSTEM_METHODS.get(f"{cls}.{method}".lower())
+        if system is not None:
+            return self._builtin(tok, system, args)
         func = FUNCTIONS.get(method.lower())
         if cls.lower() in _FUNCTION_SETS and func is not None:
             return self._builtin(tok, func, args)
         return self._mapped(f"{cls}.{method}", f"##class({cls}).{method}()", args)
 
-    def _mapped(self, key: str, shown: str, args: list[Fn]) -> Fn:
+    def _system_call(self, tok: Tok) -> Fn:
+        """``$SYSTEM.Encryption.Base64Decode(x)``: class ``%SYSTEM.Encryption``'s method."""
+        parts = tok.text.split(".")
+        if len(parts) < 3 or self.peek().text != "(":
+            raise self.error(f"{tok.text} needs a class, a method and (arguments)", tok.col)
+        cls, method = "%SYSTEM." + ".".join(parts[1:-1]), parts[-1]
+        args = self._args()
+        func = SYSTEM_METHODS.get(f"{cls}.{method}".lower())
+        if func is not None:
+            return self._builtin(tok, func, args)
+        return self._mapped(f"{cls}.{method}", f"{tok.text}()", args)
+
+    def _dynamic(self, tok: Tok) -> Fn:
+        """``{}.%FromJSON(text)`` / ``[].%FromJSON(text)``: a dynamic object from JSON."""
+        method = tok.text.rsplit(".", 1)[-1]
+        func = SYSTEM_METHODS.get(f"%dynamicabstractobject.{method.lower()}")
+        if func is None or self.peek().text != "(":
+            raise self.error(f"{tok.text}: HIE runs {{}}.%FromJSON(text) only", tok.col)
+        return self._builtin(tok, func, self._args())
+
+    def _mapped(self, key: str, shown: str, args: list[Fn | None]) -> Fn:
         """A call resolved when it runs, in ``Context.functions[key]``, with the values only."""
         if key not in self.class_calls:
             self.class_calls.append(key)
@@ -361,11 +415,11 @@ class _Parser:
             func = ctx.functions.get(key)
             if func is None:
                 raise ConfigError(missing)
-            return func(*[a(ctx) for a in args])
+            return func(*[a(ctx) for a in _filled(func, args, leading=0)])
 
         return run
 
-    def _dollar(self, tok: _Tok) -> Fn:
+    def _dollar(self, tok: Tok) -> Fn:
         name = tok.text[1:]
         try:
             if self.peek().text != "(":
@@ -399,7 +453,7 @@ class _Parser:
         if tok.kind == "op" and tok.text == "*":
             return Arg(self._end_position())
         if reference and tok.kind in ("name", "path") and self.toks[self.i + 1].text in (",", ")"):
-            return Arg(probe=self._reference(tok))
+            return self._reference(tok)
         value = self.parse_or()
         if self.peek().text == ":":
             self.take()
@@ -415,37 +469,79 @@ class _Parser:
         offset = self.parse_term()
         return lambda ctx: End(sign * int(to_number(offset(ctx)) or 0))
 
-    def _reference(self, tok: _Tok) -> Fn:
-        """For $GET/$DATA: ctx -> (defined, value) of a local variable, a path or a property."""
-        if tok.kind == "name" and "." not in tok.text and tok.text.lower() != "source":
-            self.take()
-            name = tok.text
-            return lambda ctx: (name in ctx.variables, ctx.variables.get(name, ""))
+    def _reference(self, tok: Tok) -> Arg:
+        """For $GET/$DATA/$INCREMENT: a probe, ctx -> (defined, value), of a local variable
+        (named too, for $INCREMENT to write), a path or a property."""
         self.take()
+        if tok.kind == "name" and "." not in tok.text and tok.text.lower() != "source":
+            return Arg(probe=_variable_probe(tok.text), variable=tok.text)
         read = self._path(tok) if tok.kind == "path" else self._name(tok)
 
         def probe(ctx: Context) -> tuple[bool, Value]:
             value = read(ctx)
             return value not in ("", None, []), value
 
-        return probe
+        return Arg(probe=probe)
 
-    def _name(self, tok: _Tok) -> Fn:
-        from hie.rules.access import read_property
+    def _name(self, tok: Tok) -> Fn:
+        parts = name_parts(tok.text)
+        if len(parts) > 1:
+            return self._object(parts)
+        name = parts[0]
+        if name.lower() == "source":
+            return lambda ctx: ctx.source_name or ""
+        # A bare name is a foreach key or DTL variable, set at run time.
+        return lambda ctx: ctx.variables.get(name, "")
 
-        parts = tok.text.lstrip(".").split(".")
-        head = parts[0].lower()
-        if len(parts) == 1:
-            name = parts[0]
-            if head == "source":
-                return lambda ctx: ctx.source_name or ""
-            # A bare name is a foreach key or DTL variable, set at run time.
-            return lambda ctx: ctx.variables.get(name, "")
-        owner = _PATH_OWNERS.get(head)
-        if owner is None or len(parts) != 2:
-            raise self.error(f"unknown property {tok.text}", tok.col)
-        prop = parts[1]
-        return lambda ctx: read_property(getattr(ctx, owner), prop, ctx)
+    def _object(self, parts: list[str]) -> Fn:
+        """What a dotted name reads: a message's (``Document.Info.Id``) or a variable's
+        (``tJSON.entry``, ``process.BankName``) properties; the message or variable alone."""
+        head, keys = parts[0], list[str | int]()
+        keys.extend(parts[1:])
+        owner = _PATH_OWNERS.get(head.lower())
+        if owner is not None:
+            return lambda ctx: read_properties(getattr(ctx, owner), keys)
+        return lambda ctx: read_properties(ctx.variables.get(head, ""), keys)
+
+
+def _variable_probe(name: str) -> Fn:
+    return lambda ctx: (name in ctx.variables, ctx.variables.get(name, ""))
+
+
+def _members(fn: Fn, keys: list[str]) -> Fn:
+    found = list[str | int]()
+    found.extend(keys)
+    return lambda ctx: read_properties(fn(ctx), found)
+
+
+_NO_DEFAULT = object()
+
+
+@lru_cache(maxsize=1024)
+def _defaults(func: Callable[..., Any], leading: int) -> tuple[Any, ...]:
+    """The default of each positional parameter after the first ``leading`` (else a marker)."""
+    try:
+        params = list(inspect.signature(func).parameters.values())[leading:]
+    except (TypeError, ValueError):  # a callable Python cannot describe: no defaults known
+        return ()
+    positional = (p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+    return tuple(_NO_DEFAULT if p.default is p.empty else p.default for p in positional)
+
+
+def _filled(func: Callable[..., Any], args: list[Fn | None], *, leading: int) -> list[Fn]:
+    """``args`` with each omitted one replaced by the parameter's default, else ``""``."""
+    if all(a is not None for a in args):
+        return [a for a in args if a is not None]
+    defaults = _defaults(func, leading)
+    out: list[Fn] = []
+    for i, arg in enumerate(args):
+        found = defaults[i] if i < len(defaults) else _NO_DEFAULT
+        out.append(arg or _constant("" if found is _NO_DEFAULT else found))
+    return out
+
+
+def _constant(value: Value) -> Fn:
+    return lambda ctx: value
 
 
 @lru_cache(maxsize=256)
@@ -456,90 +552,3 @@ def _arity(func: Callable[..., Any]) -> tuple[int, int | None]:
         return sum(p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD for p in params), None
     required = sum(p.default is p.empty for p in params)
     return required, len(params)
-
-
-def _or(a: Fn, b: Fn) -> Fn:
-    return lambda ctx: truth(a(ctx)) or truth(b(ctx))
-
-
-def _and(a: Fn, b: Fn) -> Fn:
-    return lambda ctx: truth(a(ctx)) and truth(b(ctx))
-
-
-def _scalar_compare(op: str, a: Value, b: Value) -> bool:
-    x, y = to_number(a, strict=True), to_number(b, strict=True)
-    if x is None or y is None:
-        x, y = to_str(a), to_str(b)  # type: ignore[assignment]
-    if op == "=":
-        return bool(x == y)
-    if op in ("!=", "'="):
-        return bool(x != y)
-    if op in ("<", "'>"):
-        return bool(x < y) if op == "<" else not bool(x > y)  # type: ignore[operator]
-    if op in (">", "'<"):
-        return bool(x > y) if op == ">" else not bool(x < y)  # type: ignore[operator]
-    if op == "<=":
-        return bool(x <= y)  # type: ignore[operator]
-    return bool(x >= y)  # type: ignore[operator]
-
-
-def _compare(op: str, a: Fn, b: Fn) -> Fn:
-    negative = op in ("!=", "'=")
-    positive = "=" if negative else op
-
-    def run(ctx: Context) -> bool:
-        left, right = a(ctx), b(ctx)
-        if isinstance(left, list):
-            hit = any(_scalar_compare(positive, v, right) for v in left)
-            return not hit if negative else hit
-        return _scalar_compare(op, left, right)
-
-    return run
-
-
-def _predicate(pred: Callable[..., bool], a: Fn, b: Fn) -> Fn:
-    return lambda ctx: pred(ctx, a(ctx), b(ctx))
-
-
-def _sorts_after(a: str, b: str) -> bool:
-    """ObjectScript ``]]``: canonical numbers sort first, by value; then strings, by codes."""
-    x, y = to_number(a, strict=True), to_number(b, strict=True)
-    if x is not None and y is not None:
-        return x > y
-    if x is not None or y is not None:
-        return y is not None  # a string sorts after any number
-    return a > b
-
-
-def _string_op(op: str, a: Fn, b: Fn) -> Fn:
-    negative = op.startswith("'")
-    test: Callable[[str, str], bool] = {
-        "[": lambda x, y: y in x,
-        "]": lambda x, y: x > y,
-        "]]": _sorts_after,
-    }[op.lstrip("'")]
-
-    def run(ctx: Context) -> bool:
-        left, right = a(ctx), to_str(b(ctx))
-        values = left if isinstance(left, list) else [left]
-        hit = any(test(to_str(v), right) for v in values)
-        return not hit if negative else hit
-
-    return run
-
-
-def _arith(op: str, a: Fn, b: Fn) -> Fn:
-    if op == "_":
-        return lambda ctx: concat(a(ctx), b(ctx))
-
-    def run(ctx: Context) -> Value:
-        x, y = to_number(a(ctx)) or 0, to_number(b(ctx)) or 0
-        if op == "+":
-            return x + y
-        if op == "-":
-            return x - y
-        if op == "*":
-            return x * y
-        return x / y if y else ""  # ObjectScript raises <DIVIDE>; a rule should not stop
-
-    return run

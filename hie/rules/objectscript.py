@@ -64,6 +64,7 @@ class Arg:
     label: Thunk | None = None  # the case or condition before ':' ($CASE, $SELECT)
     paired: bool = False  # written label:value; a pair without label is $CASE's :default
     probe: Thunk | None = None  # $GET/$DATA: context -> (defined, value) of a variable or path
+    variable: str | None = None  # the local variable a reference names ($INCREMENT writes it)
 
 
 @dataclass(frozen=True)
@@ -286,6 +287,13 @@ def _zconvert(ctx: Any, value: Any, mode: Any, table: Any = None) -> str:
 
 def _zstrip(ctx: Any, value: Any, action: Any, remove: Any = None, keep: Any = None) -> str:
     return zstrip(to_str(value), to_str(action), to_str(remove), to_str(keep))
+
+
+def _isobject(ctx: Any, value: Any) -> int:
+    # An object reference in HIE is anything but a value: a message, a model, a dict (dynamic
+    # object) or a list (a collection). IRIS's -1 (a stale reference) cannot happen here.
+    plain = value is None or isinstance(value, str | bytes | int | float | Decimal | tuple)
+    return int(not plain)
 
 
 # -- lists --------------------------------------------------------------------------------------
@@ -624,6 +632,22 @@ def _compile_get(spec: Intrinsic, args: list[Arg]) -> Thunk:
     return run
 
 
+def _compile_increment(spec: Intrinsic, args: list[Arg]) -> Thunk:
+    name = args[0].variable
+    if name is None:
+        raise ValueError("$INCREMENT() adds to a local variable: $INCREMENT(name) or (name, n)")
+    step = args[1].value if len(args) > 1 else None
+
+    def run(ctx: Any) -> Any:
+        by = 1 if step is None else (to_number(step(ctx)) or 0)
+        # An undefined variable counts from 0; text counts from its leading number.
+        total = (to_number(ctx.variables.get(name, 0)) or 0) + by
+        ctx.variables[name] = total
+        return total
+
+    return run
+
+
 def _compile_data(spec: Intrinsic, args: list[Arg]) -> Thunk:
     probe = _probe(args[0])
     return lambda ctx: int(probe(ctx)[0])
@@ -639,6 +663,7 @@ _TABLE: tuple[tuple[str, Callable[..., Any], int, int | None], ...] = (
     ("ZSTRIP", _zstrip, 2, 4),
     ("FIND/F", _find, 2, 3),
     ("REVERSE/RE", lambda ctx, v: to_str(v)[::-1], 1, 1),
+    ("ISOBJECT", _isobject, 1, 1),
     ("JUSTIFY/J", _justify, 2, 3),
     ("CHAR/C", _char, 1, None),
     ("ASCII/A", _ascii, 1, 2),
@@ -668,6 +693,7 @@ _FORMS: tuple[tuple[str, Callable[[Intrinsic, list[Arg]], Thunk], int, int | Non
     ("SELECT/S", _compile_select, 1, None),
     ("GET/G", _compile_get, 1, 2),
     ("DATA/D", _compile_data, 1, 1),
+    ("INCREMENT/I", _compile_increment, 1, 2),
 )
 
 
@@ -685,7 +711,7 @@ def _register() -> dict[str, Intrinsic]:
 #: Every $ function by lower-case name and abbreviation, without the $.
 INTRINSICS: dict[str, Intrinsic] = _register()
 #: $ functions whose first argument is a variable or path reference, not a value.
-REFERENCE_FUNCTIONS = frozenset({"get", "g", "data", "d"})
+REFERENCE_FUNCTIONS = frozenset({"get", "g", "data", "d", "increment", "i"})
 
 
 def compile_intrinsic(name: str, args: list[Arg]) -> Thunk:

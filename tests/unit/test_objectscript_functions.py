@@ -535,3 +535,33 @@ def test_names_and_abbreviations_are_case_insensitive() -> None:
         '$p("a^b","^",2)',
     ):
         assert ev(text) == "b"
+
+
+# $ISOBJECT (RCOS_fisobject): 1 for an object reference, 0 for any other value. In HIE a
+# message, a model, a dict (dynamic object) or a list (collection) is an object.
+def test_isobject_tells_objects_from_values() -> None:
+    variables = {"obj": {"a": 1}, "items": [1], "text": "abc", "number": 12, "lb": ("a",)}
+    cases = [
+        ("$ISOBJECT(obj)", 1),
+        ("$IsObject(items)", 1),
+        ("$ISOBJECT(text)", 0),
+        ("$ISOBJECT(number)", 0),
+        ("$ISOBJECT(lb)", 0),  # an IRIS list is a string in IRIS
+        ("$ISOBJECT(undefined)", 0),
+        ('$ISOBJECT("")', 0),
+    ]
+    check(cases, variables=variables)
+    assert ev("$ISOBJECT(Document.Info)", source={"Info": {"x": 1}}) == 1
+
+
+# $INCREMENT (RCOS_fincrement): adds 1 (or num) to a local variable, an undefined one counting
+# from 0, and returns the new value; the variable keeps it.
+def test_increment_adds_to_a_local_variable_and_returns_it() -> None:
+    variables: dict[str, object] = {"count": "7 apples"}
+    ctx = Context(now=NOW, variables=variables)
+    assert [compile_expression("$I(n)").evaluate(ctx) for _ in range(3)] == [1, 2, 3]
+    assert compile_expression("$INCREMENT(n,2.5)").evaluate(ctx) == 5.5
+    assert compile_expression("$increment(count,-2)").evaluate(ctx) == 5
+    assert variables == {"count": 5, "n": 5.5}
+    with pytest.raises(ConfigError, match=r"\$INCREMENT\(\) adds to a local variable"):
+        compile_expression("$I(source.{PID:1})")

@@ -349,3 +349,19 @@ def test_iris_shortened_schema_names_resolve_by_a_unique_prefix() -> None:
     )
     with pytest.raises(ConfigError):  # too short to be taken for a cut-off name
         field_number("PID", "PatientName", "Se", None, "2.5")
+
+
+def test_message_properties_still_read_and_deeper_properties_of_text_are_empty() -> None:
+    assert ev('HL7.DocType _ "|" _ Document.Name') == "ADT_A01|ADT_A08"
+    assert ev("HL7.DocType.Anything") == ""
+
+
+def test_a_dotted_name_that_is_not_a_message_reads_a_variable_not_an_error() -> None:
+    # Rules of business processes name their context's properties (CCRewardResp.Count).
+    assert ev("Resp.Count + 1", variables={"Resp": {"Count": 2}}) == 3
+    assert ev('Unknown.Property = ""') is True
+
+
+def test_get_value_at_and_output_to_string_on_the_routed_message() -> None:
+    assert ev('Document.GetValueAt("PID:PatientName(2).FamilyName")') == "Smith"
+    assert ev("$L(HL7.OutputToString(),$C(13))") == 5  # four segments, each ended by CR
