@@ -8,9 +8,12 @@ Rules, transforms and lookup tables are compiled once per worker process, in ``o
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 from hie.dotted_path import import_object
 from hie.errors import ConfigError
@@ -199,14 +202,16 @@ class RoutingEngine(BusinessProcess):
         if getattr(self, "rule_definition", None) is None:
             self.send_to_targets(request)
             return None
-        msg = request if isinstance(request, HL7Message) else HL7Message(request)
+        # HL7 text is read as a message; an object body (a general routing engine's message)
+        # is routed as it is, its properties read by the rules (``Document.Info.System``).
+        msg = HL7Message(request) if isinstance(request, str | bytes) else request
         current = self.current
         outcome = self.rule_definition.evaluate(  # type: ignore[union-attr]
             msg, source=current.source if current else None, tables=self.lookup
         )
         sends = [] if outcome.deleted else outcome.sends
         for send in sends:
-            out: Any = msg.copy()
+            out: Any = msg.copy() if isinstance(msg, HL7Message) else _copy(msg)
             for name in send.transforms:
                 out = self.transform_registry[name].apply(out)
             self._send_child(self._child(send.target, out, None, **{"hie-rule": send.rule}))
@@ -217,6 +222,13 @@ class RoutingEngine(BusinessProcess):
     def _record(self, detail: str) -> None:
         log.debug("item %s routing: %s", self.item_name, detail)
         self.record_event("rule", detail)
+
+
+def _copy(document: Any) -> Any:
+    """A copy of an object document each send's transforms may change on their own."""
+    if isinstance(document, BaseModel):
+        return document.model_copy(deep=True)
+    return copy.deepcopy(document)
 
 
 class HL7RoutingEngine(RoutingEngine):

@@ -239,7 +239,7 @@ class RuleDefinition(_Model):
 
     def evaluate(
         self,
-        msg: HL7Message,
+        msg: HL7Message | Any,
         *,
         source: str | None = None,
         now: datetime | None = None,
@@ -300,10 +300,23 @@ class RuleDefinition(_Model):
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+def _class_names(document: Any) -> set[str]:
+    """Names a rule's ``msgClass`` may give a non-HL7 document's class by (IRIS message classes
+    are built as ``Demo_Msg_X`` models in module ``iris``)."""
+    cls = type(document)
+    return {cls.__name__, cls.__name__.replace("_", "."), f"{cls.__module__}.{cls.__qualname__}"}
+
+
 def _constraints_match(c: Constraints, ctx: Context) -> bool:
     msg: HL7Message = ctx.source
     if c.source and (ctx.source_name or "") not in _split(c.source):
         return False
+    if not isinstance(msg, HL7Message):
+        # An object document (a general routing engine's message): only its class can be
+        # constrained; document names, types and categories are HL7 schema terms.
+        if c.msg_class and not _class_names(msg) & set(_split(c.msg_class)):
+            return False
+        return not (c.doc_name or c.doc_type or c.doc_category)
     if c.msg_class and "hl7" not in c.msg_class.lower():
         return False
     name = f"{msg.message_code}_{msg.trigger_event}"

@@ -91,3 +91,33 @@ def test_bad_condition_names_file_and_line() -> None:
     bad = DEF.replace('HL7.{PID:5.1}="X"', "HL7.{PID:5.1} = = 1")
     with pytest.raises(ConfigError, match=r"d.xml:8: expression .* column 17"):
         parse_iris_rules(bad, source="d.xml")
+
+
+OBJECT_RULE = """<ruleDefinition alias="" context="EnsLib.MsgRouter.RoutingEngine" production="">
+<ruleSet name="" effectiveBegin="" effectiveEnd="">
+<rule name="pacs">
+<constraint name="msgClass" value="Demo.Msg.Event"></constraint>
+<when condition='Document.Info.TargetSystem="PACS"'><send transform="" target="PACS.Out"></send>
+</when></rule>
+<rule name="hl7 only">
+<constraint name="docName" value="ADT_A01"></constraint>
+<when condition="1"><send transform="" target="HL7.Out"></send></when></rule>
+</ruleSet>
+</ruleDefinition>"""
+
+
+def test_a_general_routing_rule_reads_an_object_documents_properties() -> None:
+    from pydantic import BaseModel, create_model
+
+    class Info(BaseModel):
+        TargetSystem: str
+
+    event_class = create_model("Demo_Msg_Event", Info=(Info, ...), __module__="iris")
+    other_class = create_model("Demo_Msg_Other", Info=(Info, ...), __module__="iris")
+    rules = parse_iris_rules(OBJECT_RULE, source="object.rule")
+    pacs = event_class(Info=Info(TargetSystem="PACS"))
+    ris = event_class(Info=Info(TargetSystem="RIS"))
+    assert [s.target for s in rules.evaluate(pacs).sends] == ["PACS.Out"]
+    assert rules.evaluate(ris).sends == []
+    # Another class does not pass the msgClass constraint; HL7 document names never match objects
+    assert rules.evaluate(other_class(Info=Info(TargetSystem="PACS"))).sends == []
