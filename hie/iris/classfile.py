@@ -12,6 +12,8 @@ three wrappings, and ``read_definition`` unwraps each the same way:
 
 Lines are kept: every element's line is its line in the file the engineer opened, so each error
 a reader raises can say where to look. The XML itself goes through ``parse_xml`` (no DTDs).
+
+Classes one definition uses (message classes, subtransforms) are found with ``files_beside``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "class_declaration",
     "extract_xdata",
     "file_kind",
+    "files_beside",
     "read_definition",
     "tag_name",
 ]
@@ -67,6 +70,33 @@ def class_declaration(cls_text: str) -> tuple[str, list[str]]:
     return match.group(1), supers
 
 
+def files_beside(name: str, near: Path) -> list[Path]:
+    """The files that may hold class ``name`` exported near the file ``near``: ``name.cls``,
+    ``name.xml``, ``*__name.cls`` or ``.xml``, in ``near``'s folder, its parent and the parent's
+    other folders (how an export is usually laid out), in that order.
+
+    ``prefix__Name.cls`` names a class of the export ``prefix``: when ``near`` is named so too,
+    a class file of another export is not its class, even of the same name.
+    """
+    here = near.resolve().parent
+    try:
+        beside = sorted(p for p in here.parent.iterdir() if p.is_dir() and p != here)
+    except OSError:
+        beside = []
+    export = near.name.rpartition("__")[0]
+    found: list[Path] = []
+    for folder in [here, here.parent, *beside]:
+        candidates = [folder / f"{name}.cls", folder / f"{name}.xml"]
+        for suffix in (".cls", ".xml"):
+            candidates += [
+                p
+                for p in sorted(folder.glob(f"*__{name}{suffix}"))
+                if not export or p.name[: -len(f"__{name}{suffix}")] == export
+            ]
+        found.extend(p for p in candidates if p.is_file())
+    return found
+
+
 def file_kind(path: Path) -> str:
     """``production``, ``rule`` or ``dtl``; ``ConfigError`` when the file is none of these."""
     if path.suffix.lower() == ".cls":
@@ -102,15 +132,29 @@ def extract_xdata(cls_text: str, name: str, *, source: str) -> tuple[str, int]:
         if match.group(1).lower() != name.lower():
             continue
         start = match.end()
-        # The block ends at the first line that is only "}" (IRIS writes XData this way; a "}"
-        # inside XML text or attributes is never alone on a line in an exported class).
-        close = _XDATA_END_RE.search(cls_text, start)
+        close = _xdata_end(cls_text, start)
         if close is None:
             line = cls_text.count("\n", 0, match.start()) + 1
             raise ConfigError(f"{source}:{line}: XData {name} is not closed with '}}'")
         first_line = cls_text.count("\n", 0, start) + 1
-        return cls_text[start : close.start()], first_line
+        return cls_text[start:close], first_line
     raise ConfigError(f"{source}: no 'XData {name}' block in the class")
+
+
+def _xdata_end(cls_text: str, start: int) -> int | None:
+    """Where the XData block opened before ``start`` ends: the first line that is only "}"
+    outside a CDATA section (IRIS writes XData this way; a ``<code>`` body in CDATA may hold
+    such a line, and a "}" in XML text or attributes is never alone on a line)."""
+    pos = start
+    while True:
+        close = _XDATA_END_RE.search(cls_text, pos)
+        cdata = cls_text.find("<![CDATA[", pos)
+        if close is None or cdata < 0 or cdata > close.start():
+            return None if close is None else close.start()
+        end = cls_text.find("]]>", cdata)
+        if end < 0:
+            return None
+        pos = end + 3
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,38 @@ the file and line.
 Elements: ``assign`` (with ``key`` for collections), ``if`` (``true`` / ``false``), ``switch``
 (``case`` / ``default``), ``foreach``, ``break``, ``group``, ``subtransform`` (with ``aux``),
 ``trace``, ``comment``, ``code`` (its ObjectScript translated where HIE can run it) and
-``sql`` (refused, with what to write instead); ``annotation`` is ignored wherever it is.
+``sql`` (refused, with what to write instead); ``annotation`` is ignored wherever it is, and so
+is an action IRIS has switched off (``disabled="1"``). An assign whose value changes a
+collection or property of the target and gives a status (``<assign property="tSC"
+value='target.HTTPHeaders.SetAt(v, "K")'/>``, ``.Insert(v)``, ``.InsertAt(v, i)``,
+``target.StreamSet(x)``) is read as the assign it means (``target.HTTPHeaders`` at key ``"K"``,
+an append, an insert, ``target.Stream``), its status variable set to 1.
+
 A source or target class that is not HL7 is looked up beside the file (and in the export
-itself) and carried as ``message_classes`` (``hie.iris.message_classes``).
+itself) and carried as ``message_classes`` (``hie.iris.message_classes``). The DTL classes its
+``<subtransform>`` actions name are loaded from beside it too, when they are there
+(``Transform.beside``); one that is not is looked up when it runs (``Transform.registry``), and
+a note says so.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from lxml import etree
 
 from hie.errors import ConfigError
-from hie.iris.classfile import Definition, read_definition, tag_name
-from hie.iris.message_classes import class_definitions, classes_in_export, is_object_class
+from hie.iris.classfile import Definition, files_beside, read_definition, tag_name
+from hie.iris.message_classes import (
+    class_definitions,
+    classes_in_export,
+    document_base,
+    is_object_class,
+)
 from hie.iris.safe_xml import parse_xml
+from hie.rules.object_paths import split_arguments
 from hie.rules.transform import Transform, TransformRegistry, transform_from_data
 
 __all__ = ["load_dtl", "parse_dtl"]
@@ -30,20 +46,66 @@ __all__ = ["load_dtl", "parse_dtl"]
 _ACTIONS = {"assign", "if", "foreach", "subtransform", "group", "comment", "code", "sql"}
 _ACTIONS |= {"switch", "trace", "break"}
 _IGNORED = {"annotation"}
+#: ``target.Prop.SetAt(value, key)`` (``Insert(value)``, ``InsertAt(value, i)``) and
+#: ``target.PropSet(value)`` as an assign's value.
+_SET_AT = re.compile(
+    r"^\s*(target(?:\.[%\w]+)+)\.(SetAt|Insert|InsertAt)\((.*)\)\s*$", re.DOTALL | re.IGNORECASE
+)
+#: Collection method -> (assign action, how many arguments: the value, and a key for 2).
+_COLLECTION_METHODS = {"setat": ("insert", 2), "insert": ("append", 1), "insertat": ("insert", 2)}
+_SETTER = re.compile(r"^\s*(target(?:\.[%\w]+)*\.[%\w]+?)Set\((.*)\)\s*$", re.DOTALL)
 
 
 def load_dtl(
     path: str | Path, *, allow_partial: bool = False, registry: TransformRegistry | None = None
 ) -> Transform:
     """Load an IRIS DTL class (``.cls``) or exported DTL XML; raises ``ConfigError``."""
-    path = Path(path)
+    return _load(Path(path), allow_partial, registry, set())
+
+
+def _load(
+    path: Path, allow_partial: bool, registry: TransformRegistry | None, loading: set[str]
+) -> Transform:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read transform {path}: {exc}") from exc
-    return parse_dtl(
+    transform = parse_dtl(
         data, source=str(path), allow_partial=allow_partial, registry=registry, near=path
     )
+    _load_beside(transform, path, allow_partial, loading | {transform.name})
+    return transform
+
+
+def _load_beside(transform: Transform, near: Path, allow_partial: bool, loading: set[str]) -> None:
+    """Load the subtransforms ``transform`` names from their files beside ``near``."""
+    for name in sorted(_subtransform_classes(transform)):
+        if name in loading:
+            continue  # a transform that runs itself, or one of the chain loading now
+        files = [p for p in files_beside(name, near) if p.resolve() != near.resolve()]
+        if not files:
+            transform.notes.append(
+                f"subtransform {name} is not beside the transform: it runs only when the "
+                "router loads it (transforms:)"
+            )
+            continue
+        try:
+            sub = _load(files[0], allow_partial, None, loading | {name})
+        except ConfigError as exc:
+            transform.notes.append(f"subtransform {name} ({files[0]}) does not load: {exc}")
+            continue
+        transform.add_beside(sub)
+
+
+def _subtransform_classes(transform: Transform) -> set[str]:
+    found: set[str] = set()
+    todo = list(transform.actions)
+    while todo:
+        a = todo.pop()
+        if a.type == "subtransform" and a.class_name:
+            found.add(a.class_name)
+        todo.extend([*a.true, *a.false, *a.actions])
+    return found
 
 
 def parse_dtl(
@@ -74,6 +136,8 @@ def parse_dtl(
     if classes:
         own = classes_in_export(parse_xml(text, source=source)) if _is_xml(text) else {}
         data["message_classes"], notes = class_definitions(classes, near=near, known=own)
+        bases = {c: document_base(c, near=near, known=own) for c in classes}
+        data["document_classes"] = {c: base for c, base in bases.items() if base}
     transform = transform_from_data(
         data, source=source, allow_partial=allow_partial, registry=registry
     )
@@ -90,13 +154,38 @@ def _actions(parent: etree._Element, found: Definition) -> list[dict[str, Any]]:
     out = []
     for el in parent:
         name = tag_name(el)
-        if not name or name in _IGNORED:
+        if not name or name in _IGNORED or el.get("disabled", "").lower() in ("1", "true"):
             continue
         if name not in _ACTIONS:
             known = ", ".join(f"<{a}>" for a in sorted(_ACTIONS))
             raise found.error(el, f"<{name}> is not a DTL action; write it with {known}")
-        out.append(_action(el, name, found))
+        action = _action(el, name, found)
+        out.extend(_setter(action) if name == "assign" else [action])
     return out
+
+
+def _setter(action: dict[str, Any]) -> list[dict[str, Any]]:
+    """An assign whose value is ``target.X.SetAt(v, k)``, ``Insert(v)``, ``InsertAt(v, i)`` or
+    ``target.XSet(v)`` (a method that changes the target and returns a status) as the assign
+    it means, then the status."""
+    value = action["value"]
+    at = _SET_AT.match(value)
+    setter = None if at else _SETTER.match(value)
+    if at is not None:
+        kind, count = _COLLECTION_METHODS[at.group(2).lower()]
+        prop, args = at.group(1), split_arguments(at.group(3))
+    elif setter is not None:
+        kind, count = "set", 1
+        prop, args = setter.group(1), split_arguments(setter.group(2))
+    else:
+        return [action]
+    if len(args) != count or not all(args):
+        return [action]
+    # SetAt puts the value under its key, as an insert into an array does
+    changed = {**action, "property": prop, "value": args[0], "action": kind}
+    changed["key"] = args[1] if count == 2 else ""
+    status = {**action, "value": "1", "action": "set", "key": ""}
+    return [changed, status] if action["property"] not in ("", "target") else [changed]
 
 
 def _action(el: etree._Element, name: str, found: Definition) -> dict[str, Any]:

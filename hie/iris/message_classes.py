@@ -8,17 +8,27 @@ plain data a transform carries as ``message_classes`` (inherited properties incl
 
     {"Demo.Msg.LabResult": {"PatientId": "%String", "Observations": "list Of Demo.Msg.Obs"}}
 
+A type without a package (``As Address``) is in the class's own package, as IRIS resolves it;
+``Relationship Records As X [ Cardinality = many ]`` (a RecordMap batch) is a list. The base
+classes a DTL meets most (``Ens.StringRequest``, ``Ens.StreamContainer``,
+``EnsLib.HTTP.GenericMessage``, RecordMap records and batches with ``%Source``) are built in. A
+class that extends a virtual document (``EnsLib.EDI.Document``, ``IOP.Message``,
+``EnsLib.HL7.Message``) is not an object class: ``document_base`` names what it is.
+
 ``register_classes`` builds a model per class: ``%String`` -> str, ``%Integer`` -> int,
 ``%Numeric`` -> float, ``%Boolean`` -> bool, ``%Date`` -> date, ``%TimeStamp`` -> datetime
 (both also read from HL7 ``YYYYMMDD[HHMMSS]``), ``list Of X`` -> ``list[X]``, ``array Of X`` ->
-``dict[str, X]``, a defined class -> its model; any other type is kept as text, with a note.
-Every property is optional, as in IRIS.
+``dict[str, X]``, a defined class -> its model, a class not defined here -> whatever it is
+given (text or open properties); any other ``%`` type is kept as text, with a note. Every
+property is optional, as in IRIS, and ``""`` in a number, date or boolean is no value. A name
+Python does not allow (``%Source``, ``"2ndItem"``) gets a field of its own with the IRIS name
+as its alias.
 
 Message bodies travel with their class path (``hie.messages``); a model built here has the
 path ``iris:<Class>``, which ``body_class`` resolves. Every process that loads a transform
 using a class registers it, and each worker loads the production's transforms when it loads
-the production; a process that has not (a message viewer) reads such a body with an open
-model of the same name, its properties as they came.
+the production; a process that has not (a message viewer), and a transform building a class
+with no definition, use an ``OpenMessage`` of the same name, its properties as they came.
 """
 
 from __future__ import annotations
@@ -32,13 +42,15 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from hie.errors import ConfigError
-from hie.iris.classfile import class_declaration, tag_name
+from hie.iris.classfile import class_declaration, files_beside, tag_name
 from hie.iris.safe_xml import parse_xml
 
 __all__ = [
     "BODY_PREFIX",
+    "OpenMessage",
     "body_class",
     "class_definitions",
+    "document_base",
     "is_object_class",
     "model_for",
     "read_classes",
@@ -49,15 +61,39 @@ __all__ = [
 BODY_PREFIX = "iris:"
 
 _PROPERTY = re.compile(
-    r"^[ \t]*Property[ \t]+(%?\w+)[ \t]*(?:As[ \t]+([^;\[]+?))?[ \t]*(?:\[[^\]]*\])?[ \t]*;",
+    r"^[ \t]*Property[ \t]+(%?\w+|\"[^\"\n]+\")[ \t]*"
+    # the type, its parameters (which may hold brackets in strings: XMLPATTERN = "[a-z]+")
+    r"(?:As[ \t]+((?:(?:list|array)[ \t]+of[ \t]+)?[%\w.]+)[ \t]*(?:\((?:[^()\"]|\"[^\"]*\")*\))?)?"
+    r"[ \t]*(?:\[[^\n]*\])?[ \t]*;",
+    re.MULTILINE | re.IGNORECASE,
+)
+#: ``Relationship Records As X [ Cardinality = many ]``: the records of a RecordMap batch.
+_RELATIONSHIP = re.compile(
+    r"^[ \t]*Relationship[ \t]+(%?\w+)[ \t]+As[ \t]+([%\w.]+)[^\n]*?Cardinality[ \t]*=[ \t]*(\w+)",
     re.MULTILINE | re.IGNORECASE,
 )
 _COLLECTION = re.compile(r"^(list|array)\s+of\s+(\S+)$", re.IGNORECASE)
-#: Framework classes with properties a DTL may use.
+_RECORD = {"%Source": "%String"}
+_STREAM = {
+    "Stream": "%Stream.GlobalCharacter",
+    "OriginalFilename": "%String",
+    "Type": "%String",
+    "Attributes": "array Of %String",
+}
+#: Framework classes with properties a DTL may use (``%Source``: the file a record came from).
 _BUILTIN: dict[str, dict[str, str]] = {
     "Ens.StringRequest": {"StringValue": "%String"},
     "Ens.StringResponse": {"StringValue": "%String"},
+    "Ens.StringContainer": {"StringValue": "%String"},
+    "Ens.StreamContainer": _STREAM,
+    "EnsLib.HTTP.GenericMessage": {**_STREAM, "HTTPHeaders": "array Of %String"},
+    "EnsLib.RecordMap.Base": _RECORD,
+    "EnsLib.RecordMap.Batch": _RECORD,
+    "EnsLib.RecordMap.SimpleBatch": _RECORD,
+    "EnsLib.RecordMap.ComplexBatch": _RECORD,
 }
+#: Virtual documents: their ``{...}`` paths address a document tree, not properties.
+_DOCUMENT_BASES = ("EnsLib.EDI.", "EnsLib.HL7.", "Ens.VDoc.", "IOP.Message")
 
 
 @dataclass
@@ -70,9 +106,25 @@ class ClassDef:
 
 
 def is_object_class(name: str) -> bool:
-    """True for a class whose messages are objects (not HL7, not an EDI document)."""
+    """True for a class whose messages are objects (not HL7, not another virtual document)."""
+    return bool(name) and not _is_document(name)
+
+
+def _is_document(name: str) -> bool:
     low = name.lower()
-    return bool(name) and "hl7" not in low and not low.startswith("enslib.edi.")
+    return any(low == base.lower() or low.startswith(base.lower()) for base in _DOCUMENT_BASES)
+
+
+def _qualified(spec: str, owner: str) -> str:
+    """A type as IRIS resolves it in class ``owner``: a name without a package is in the
+    owner's package (``Address`` in ``Canonical.Customer`` is ``Canonical.Address``)."""
+    m = _COLLECTION.match(spec)
+    element = m.group(2) if m else spec
+    package = owner.rpartition(".")[0]
+    if "." in element or element.startswith("%") or not package:
+        return spec
+    full = f"{package}.{element}"
+    return f"{m.group(1)} Of {full}" if m else full
 
 
 def _type_text(raw: str) -> str:
@@ -92,7 +144,14 @@ def read_classes(path: Path) -> dict[str, ClassDef]:
         name, supers = class_declaration(text)
         if not name:
             return {}
-        props = {m.group(1): _type_text(m.group(2) or "") for m in _PROPERTY.finditer(text)}
+        props = {
+            m.group(1).strip('"'): _type_text(m.group(2) or "") for m in _PROPERTY.finditer(text)
+        }
+        for m in _RELATIONSHIP.finditer(text):
+            # many / children: a list; one / parent points back at the owner, which a
+            # transform does not build (and which would make the models circular)
+            if m.group(3).lower() in ("many", "children"):
+                props[m.group(1)] = f"list Of {m.group(2)}"
         return {name: ClassDef(name, supers, props)}
     try:
         return classes_in_export(parse_xml(data, source=str(path)))
@@ -131,26 +190,12 @@ def _is_class_type(spec: str) -> bool:
     return not name.startswith("%") and name not in _SCALARS and "." in name
 
 
-def _search_folders(near: Path) -> list[Path]:
-    """The file's folder, its parent and the parent's other folders (how exports are laid out)."""
-    here = near.resolve().parent
-    try:
-        beside = sorted(p for p in here.parent.iterdir() if p.is_dir() and p != here)
-    except OSError:
-        beside = []
-    return [here, here.parent, *beside]
-
-
-def _find(name: str, folders: list[Path], seen: dict[Path, dict[str, ClassDef]]) -> ClassDef | None:
-    for folder in folders:
-        candidates = [folder / f"{name}.cls", folder / f"{name}.xml"]
-        candidates += sorted(folder.glob(f"*__{name}.cls")) + sorted(folder.glob(f"*__{name}.xml"))
-        for path in candidates:
-            if path.is_file():
-                if path not in seen:
-                    seen[path] = read_classes(path)
-                if name in seen[path]:
-                    return seen[path][name]
+def _find(name: str, near: Path | None, seen: dict[Path, dict[str, ClassDef]]) -> ClassDef | None:
+    for path in files_beside(name, near) if near is not None else []:
+        if path not in seen:
+            seen[path] = read_classes(path)
+        if name in seen[path]:
+            return seen[path][name]
     return None
 
 
@@ -159,57 +204,88 @@ def class_definitions(
 ) -> tuple[dict[str, dict[str, str]], list[str]]:
     """The properties (inherited ones too) of ``names`` and every class they use, and notes.
 
+    A class that extends a virtual document (``EnsLib.EDI.Document``, ``IOP.Message``) is left
+    out, with a note: a transform reads and builds it as a document tree (``hie.rules.vdoc``).
+
     Args:
         names: the classes a transform reads or builds.
         near: the DTL file; definitions are looked for beside it (module docstring).
         known: classes already read (from the DTL's own export).
     """
-    known = dict(known or {})
-    folders = _search_folders(near) if near is not None else []
-    seen: dict[Path, dict[str, ClassDef]] = {}
+    lookup = _Lookup(dict(known or {}), near)
     out: dict[str, dict[str, str]] = {}
-    notes: list[str] = []
-    todo = list(names)
+    todo, done = list(names), set()
     while todo:
         name = todo.pop(0)
-        if name in out:
+        if name in done:
             continue
-        props = _properties(name, known, folders, seen, notes, set())
+        done.add(name)
+        props = lookup.properties(name, set())
+        if name in lookup.documents:
+            lookup.notes.append(
+                f"class {name} is a virtual document (it extends {lookup.documents[name]}): "
+                "its {...} paths address a document tree"
+            )
+            continue
         if props is None:
-            notes.append(
+            lookup.notes.append(
                 f"class {name} is not defined beside the transform (no {name}.cls or export): "
                 "its objects are handled as plain properties, unchecked"
             )
             continue
         out[name] = props
         todo.extend(_element_type(t) for t in props.values() if _is_class_type(t))
-    return out, notes
+    return out, lookup.notes
 
 
-def _properties(
-    name: str,
-    known: dict[str, ClassDef],
-    folders: list[Path],
-    seen: dict[Path, dict[str, ClassDef]],
-    notes: list[str],
-    chain: set[str],
-) -> dict[str, str] | None:
-    if name in _BUILTIN:
-        return dict(_BUILTIN[name])
-    definition = known.get(name) or _find(name, folders, seen)
-    if definition is None or name in chain:
-        return None
-    known[name] = definition
-    props: dict[str, str] = {}
-    for parent in definition.supers:
-        if parent.startswith(("%", "Ens.", "EnsLib.")) and parent not in _BUILTIN:
-            continue  # framework superclasses: nothing a transform assigns
-        inherited = _properties(parent, known, folders, seen, notes, chain | {name})
-        if inherited is None:
-            notes.append(f"class {name}: superclass {parent} is not defined beside it")
-        props.update(inherited or {})
-    props.update(definition.properties)
-    return props
+def document_base(
+    name: str, *, near: Path | None = None, known: dict[str, ClassDef] | None = None
+) -> str:
+    """The IRIS virtual document class ``name`` is or extends (``EnsLib.HL7.Message``,
+    ``EnsLib.EDI.Document``), from its definition beside ``near``; ``""`` when none."""
+    if _is_document(name):
+        return name
+    lookup = _Lookup(dict(known or {}), near)
+    lookup.properties(name, set())
+    return lookup.documents.get(name, "")
+
+
+class _Lookup:
+    """Class definitions found so far, for one transform's classes."""
+
+    def __init__(self, known: dict[str, ClassDef], near: Path | None) -> None:
+        self.known = known
+        self.near = near
+        self.seen: dict[Path, dict[str, ClassDef]] = {}
+        self.notes: list[str] = []
+        #: Classes found to be virtual documents -> the document class they extend.
+        self.documents: dict[str, str] = {}
+
+    def properties(self, name: str, chain: set[str]) -> dict[str, str] | None:
+        """The properties of ``name`` and its superclasses; None when it is not defined or is
+        a virtual document (then listed in ``documents``)."""
+        if name in _BUILTIN:
+            return dict(_BUILTIN[name])
+        definition = self.known.get(name) or _find(name, self.near, self.seen)
+        if definition is None or name in chain:
+            return None
+        self.known[name] = definition
+        props: dict[str, str] = {}
+        for parent in definition.supers:
+            if _is_document(parent) or parent in self.documents:
+                self.documents[name] = self.documents.get(parent, parent)
+                return None
+            if parent.startswith(("%", "Ens.", "EnsLib.")) and parent not in _BUILTIN:
+                continue  # framework superclasses: nothing a transform assigns
+            inherited = self.properties(parent, chain | {name})
+            if parent in self.documents:
+                self.documents[name] = self.documents[parent]
+                return None
+            if inherited is None:
+                self.notes.append(f"class {name}: superclass {parent} is not defined beside it")
+            props.update(inherited or {})
+        props.update({k: _qualified(v, name) for k, v in definition.properties.items()})
+        return props
 
 
 # -- models ------------------------------------------------------------------------------------
@@ -286,11 +362,16 @@ def _build(
     building.add(name)
     fields: dict[str, Any] = {}
     for prop, spec in props.items():
-        if not prop.isidentifier():
+        # %Source, "2ndItem": a Python name of their own, the IRIS name as the alias.
+        python = f"pct_{prop[1:]}" if prop.startswith("%") else prop
+        if not python.isidentifier():
+            python = "q_" + re.sub(r"\W", "_", python)
+        if not python.isidentifier():
             notes.append(f"{name}.{prop}: not a name Python allows; left out")
             continue
         annotation, default = _field(spec, definitions, building, notes, f"{name}.{prop}")
-        python = f"{prop}_" if prop.startswith("model_") or hasattr(BaseModel, prop) else prop
+        if python.startswith("model_") or hasattr(BaseModel, python):
+            python = f"{python}_"
         alias = prop if python != prop else None
         fields[python] = (annotation, Field(default_factory=default, alias=alias))
     building.discard(name)
@@ -317,10 +398,20 @@ def _field(
         inner = _build(element, definitions, building, notes)
         if inner is None:  # a class that holds itself: kept as plain properties
             inner = dict[str, Any]
+    if inner is None and not element.startswith("%"):
+        # A class not defined here: its values are taken as they come, text or properties.
+        notes.append(
+            f"{where}: class {element} is not defined beside the transform; its values are "
+            "kept as they come (text, or open properties)"
+        )
+        inner = Any
     if inner is None:
         kind = "streams are carried as text" if "stream" in element.lower() else "kept as text"
         notes.append(f"{where}: type {element} is not one HIE knows; {kind}")
         inner = str
+    if m is None and inner not in (str, Any):
+        # IRIS stores "" in a %Integer (or %Boolean...) property as no value: so does HIE.
+        return Annotated[inner | None, BeforeValidator(_empty_as_none)], lambda: None
     if m is None:
         return inner | None, lambda: None
     if m.group(1).lower() == "list":
@@ -328,19 +419,36 @@ def _field(
     return dict[str, inner], dict
 
 
+def _empty_as_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
 def model_for(class_name: str) -> type[BaseModel] | None:
     """The model registered for an IRIS class, or None."""
     return _MODELS.get(class_name)
 
 
+class OpenMessage(BaseModel):
+    """A message of a class with no definition here: its properties as they came (any names,
+    any nesting). It equals the dict of its properties, the plain data a transform built."""
+
+    model_config = ConfigDict(extra="allow")
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, dict):
+            return self.model_dump(by_alias=True) == other
+        return super().__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a dict, so not hashable either
+
+
 def body_class(path: str) -> type[BaseModel]:
-    """The model for a body class path ``iris:<Class>`` (an open one when not registered)."""
+    """The model for a body class path ``iris:<Class>`` (an ``OpenMessage`` of that name when
+    not registered)."""
     name = path.removeprefix(BODY_PREFIX)
     found = _MODELS.get(name) or _OPEN.get(name)
     if found is None:
-        found = create_model(
-            name.replace(".", "_"), __config__=ConfigDict(extra="allow"), __module__="iris"
-        )
+        found = create_model(name.replace(".", "_"), __base__=OpenMessage, __module__="iris")
         found.__qualname__ = name
         found.__doc__ = f"IRIS message class {name}, not defined in this process."
         _OPEN[name] = found

@@ -4,6 +4,10 @@ Every expression and path was compiled when the transform loaded; here they only
 ``<break/>`` and ``Quit`` unwind to the innermost ``<foreach>``, or out of the transform when
 there is none, as the ``Quit`` IRIS generates for them does. ``<trace>`` logs on the
 ``hie.rules.transform`` logger, at the action's level.
+
+A ``<subtransform>`` whose ``targetObj`` is a virtual path (``target.{PID}``) puts its result
+there: the segment a segment transform built, or a document part. With ``create="existing"``
+the subtransform starts from what ``targetObj`` holds.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel
+
 from hie.errors import ConfigError
 from hie.hl7 import HL7Message
 from hie.rules.expressions import Context
 from hie.rules.functions import to_number, to_str
-from hie.rules.hl7_target import assign_hl7, count
 from hie.rules.object_paths import plain
 from hie.rules.object_target import assign_object
-from hie.rules.paths import parse_virtual_path
 
 if TYPE_CHECKING:
     from hie.rules.transform import DtlAction, Transform
@@ -30,9 +34,11 @@ __all__ = ["run_transform"]
 #: ``<trace>`` output belongs to the transform: one logger to turn up for DTL tracing.
 log = logging.getLogger("hie.rules.transform")
 
-_VIRTUAL = re.compile(r"^(source|target)\.\{(.*)\}$", re.DOTALL)
+#: The segment a virtual targetObj ends at: ``target.{PIDgrp.PID}``, ``target.{ORCgrp(2)}``.
+_LAST_SEGMENT = re.compile(r"([A-Z][A-Z0-9]{2})(?:grp)?(?:\([^()]*\))?\}$")
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS["error"] = logging.ERROR
+_WHOLE = ("source", "target", "aux")
 
 
 class _Leave(Exception):
@@ -80,14 +86,18 @@ def _foreach(t: Transform, a: DtlAction, ctx: Context) -> None:
 
 
 def _foreach_keys(t: Transform, a: DtlAction, ctx: Context) -> list[Any]:
-    """Positions 1..n of segments, repetitions and lists; the sorted keys of an array."""
-    match = _VIRTUAL.match(a.property)
-    if match is not None:
-        owner = ctx.source if match.group(1) == "source" else ctx.target
-        total = count(owner, parse_virtual_path(match.group(2)), ctx.variables)
-        return list(range(1, total + 1))
+    """Positions 1..n of segments, repetitions, lists and document parts; the sorted keys of
+    an array (``hie.rules.doc_paths`` for what a ``...DocsRef`` gives)."""
+    document = t.document_path(a.property)
+    if document is not None:
+        return document.items(ctx)
     path = t.object_path(a.property)
-    found = path.read(ctx) if path is not None else None
+    if path is not None:
+        found = path.read(ctx)
+    else:  # a variable holding a collection
+        found = ctx.variables.get(a.property)
+    if isinstance(found, BaseModel):
+        found = plain(found)
     if isinstance(found, list):
         return list(range(1, len(found) + 1))
     return sorted(found) if isinstance(found, dict) else []
@@ -115,17 +125,27 @@ def _do(t: Transform, a: DtlAction, ctx: Context) -> None:
 
 
 def _subtransform(t: Transform, a: DtlAction, ctx: Context) -> None:
-    sub = t.registry.get(a.class_name) if t.registry else None
+    sub = t.find_subtransform(a.class_name)
     if sub is None:
-        raise ConfigError(f"{t.name}: subtransform {a.class_name!r} is not loaded")
+        raise ConfigError(
+            f"{t.name}: subtransform {a.class_name!r} is not loaded: export {a.class_name}.cls "
+            "beside the transform, or list it under the router's transforms"
+        )
     if a.source_obj in ("source", "target", "aux"):
         source = getattr(ctx, a.source_obj)
     else:
         source = t.value(a.source_obj).evaluate(ctx)
     aux = t.value(a.aux).evaluate(ctx) if a.aux else ctx.aux
-    result = sub.apply(source, aux=aux)
+    document = t.document_path(a.target_obj)
     path = t.object_path(a.target_obj)
-    if a.target_obj == "target":
+    if sub.create == "existing":
+        existing = _current(a.target_obj, document or path, ctx)
+        result = sub.apply_to(source, existing, aux=aux)
+    else:
+        result = sub.apply(source, aux=aux)
+    if document is not None:
+        document.assign(ctx, _segment_named(result, a.target_obj), action="set", key=None)
+    elif a.target_obj == "target":
         ctx.target = result if t.hl7_target else plain(result)
     elif path is not None:
         assign_object(path, ctx, result, model=t.target_model)
@@ -133,24 +153,40 @@ def _subtransform(t: Transform, a: DtlAction, ctx: Context) -> None:
         ctx.variables[a.target_obj] = result
 
 
+def _current(name: str, path: Any, ctx: Context) -> Any:
+    """What ``targetObj`` holds now: a path's value, the target or a variable."""
+    if path is not None:
+        return path.read(ctx)
+    return ctx.target if name == "target" else ctx.variables.get(name)
+
+
+def _segment_named(result: Any, target_obj: str) -> Any:
+    """A segment transform's result named as the segment ``targetObj`` names (``target.{PV1}``),
+    for a transform that did not say which segment it builds (no doc type)."""
+    wanted = _LAST_SEGMENT.search(target_obj)
+    if isinstance(result, str) and wanted and result[:3] != wanted.group(1):
+        if result[:3].isalnum() and result[3:4] in ("|", ""):
+            return wanted.group(1) + result[3:]
+    return result
+
+
 def _assign(t: Transform, a: DtlAction, ctx: Context) -> None:
+    if a.property.startswith("$"):
+        return  # a process setting HIE does not have; listed in Transform.skipped at load
     empty = a.action == "clear" or (a.action == "remove" and not a.value)
     compiled = t.value(a.value or '""')
-    value = "" if empty else compiled.evaluate(ctx)
+    if a.value.strip() in _WHOLE:
+        # the whole message or object (in a rule, a bare Source is the sending item's name)
+        value: Any = getattr(ctx, a.value.strip())
+    else:
+        value = "" if empty else compiled.evaluate(ctx)
     if isinstance(value, list) and getattr(compiled, "paths", None):
         value = to_str(value)  # an HL7 path with () gives its first value, as IRIS does
     key = _key(t.value(a.key).evaluate(ctx)) if a.key else None
-    match = _VIRTUAL.match(a.property)
+    document = t.document_path(a.property)
     path = t.object_path(a.property)
-    if match is not None:
-        if not isinstance(ctx.target, HL7Message):
-            raise ConfigError(f"{t.name}: {a.property} needs an HL7 target")
-        if isinstance(key, str):
-            raise ConfigError(f"{t.name}: {a.property}: key {key!r} is not a number")
-        virtual = parse_virtual_path(match.group(2))
-        ctx.target = assign_hl7(
-            ctx.target, virtual, to_str(value), action=a.action, key=key, variables=ctx.variables
-        )
+    if document is not None:
+        document.assign(ctx, value, action=a.action, key=key)
     elif a.property == "target":
         ctx.target = value.copy() if isinstance(value, HL7Message) else plain(value)
     elif path is not None:

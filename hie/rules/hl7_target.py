@@ -6,6 +6,8 @@ copies its components. The assign actions (``<assign action=...>``) on a virtual
 - a field: ``set``; ``clear`` empties it; ``remove`` takes out repetition ``key`` (or the one
   the path names) and otherwise empties it; ``append`` adds a repetition (a component or
   subcomponent is extended as text instead); ``insert`` puts a repetition at ``key``;
+- ``MSH:1`` / ``MSH:2`` (the delimiters): left as they are; every field of the message is
+  written with its own delimiters, and DTLs set them mostly to the standard ``|`` and ``^~\\&``;
 - segments or a group: ``set`` replaces them (a missing source segment leaves the target
   alone, as in IRIS); ``clear`` / ``remove`` delete them; ``append`` adds the value after the
   last segment of that name; ``insert`` adds it before the ``key``-th one.
@@ -31,6 +33,8 @@ from hie.rules.paths import (
 )
 
 __all__ = ["assign_hl7", "count"]
+
+_HEADERS = frozenset({"MSH", "FHS", "BHS"})
 
 
 def count(owner: Any, path: VirtualPath, variables: dict[str, Any]) -> int:
@@ -67,6 +71,8 @@ def assign_hl7(
 
 def _assign_field(msg: HL7Message, numeric: str, value: str, action: str, key: int | None) -> None:
     p = parse_path(numeric)
+    if p.field <= 2 and p.segment in _HEADERS:
+        return  # the delimiters (module docstring)
     whole = f"{p.segment}({p.segment_index or 1})-{p.field}(*)"
     rep = msg.delimiters.repetition
     if action == "set":

@@ -7,7 +7,16 @@ as plain dicts and lists, validated into its model at the end.
 
 The expression language reads HL7 virtual paths and ``owner.Property``. Longer object paths
 are DTL's alone, so they compile here: ``compile_value`` puts a placeholder variable in place
-of each such path, and fills it in just before the expression runs.
+of each such path, and fills it in just before the expression runs. So do virtual paths on
+what is not an HL7 message (``hie.rules.doc_paths``): on a variable (``tSeg.{BPR:1}``), through
+properties (``source.Parent.{GS:Date}``), or on the ``documents`` owners a transform names
+(``source``/``target`` when their class is a document tree or a single segment).
+
+Methods: ``Count()``, ``GetAt(i)``, and ``%Id()``, which reads ``""``: HIE keeps no database
+objects, so a message has no object id. A path that calls another method (``GetValueAt``,
+``%Get``) is left whole to the expression language, which runs those. Property names may be
+quoted (``source.Item."2ndNumber"``) and in any script. An assign may also build an object in a
+DTL variable (``tRouting.Code``: ``parse_object_path(..., variables=True)``).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from hie.errors import ConfigError
+from hie.rules.doc_paths import OWNERS, DocPath, doc_path_at, owner_at
 from hie.rules.expressions import Context, Expression, compile_expression
 from hie.rules.functions import to_number, to_str, truth
 
@@ -37,11 +47,13 @@ __all__ = [
     "string_end",
 ]
 
-_IDENT = re.compile(r"[A-Za-z%][A-Za-z0-9%]*")
+#: A name: letters (any script: ``Numérofacture``), digits after the first, and ``%``.
+_IDENT = re.compile(r"(?:%|[^\W\d_])(?:[^\W_]|%)*")
 _OWNERS = ("source", "target", "aux")
 #: Characters after which a name is not the start of an operand (``..Method``, ``$Piece``).
 _NOT_START = set("%.$#" + string.ascii_letters + string.digits)
-_METHODS = {"count", "getat"}
+_METHODS = {"count", "getat", "%id"}
+_NO_DOCUMENTS: frozenset[str] = frozenset()
 _placeholders = itertools.count(1)
 
 
@@ -92,8 +104,13 @@ class ObjectPath:
 
     def read(self, ctx: Context) -> Any:
         """The value at the path; ``""`` where a property or element is missing (as in IRIS)."""
-        obj = getattr(ctx, self.owner)
+        if self.owner in _OWNERS:
+            obj = getattr(ctx, self.owner)
+        else:  # a DTL variable holding an object
+            obj = ctx.variables.get(self.owner, "")
         for step in self.steps:
+            if step.method and step.name.lower() == "%id":
+                return ""  # no database: a message has no object id (module docstring)
             if step.method and step.name.lower() == "count":
                 obj = len(obj) if isinstance(obj, list | dict) else 0
             else:
@@ -137,24 +154,41 @@ def plain(value: Any) -> Any:
     return value
 
 
-def parse_object_path(text: str, *, where: str = "") -> ObjectPath | None:
-    """``owner.Step.(index).Method()`` as an ``ObjectPath``; None when ``text`` is not one.
+def parse_object_path(
+    text: str,
+    *,
+    where: str = "",
+    documents: frozenset[str] = _NO_DOCUMENTS,
+    variables: bool = False,
+) -> ObjectPath | None:
+    """``owner.Step."quoted name".(index).Method()`` as an ``ObjectPath``; None when ``text``
+    is not one. The owner is ``source``, ``target`` or ``aux``; with ``variables``, also a DTL
+    variable (``tObj.Name``).
 
     Raises ``ConfigError`` for an index or argument that does not compile, or a method other
-    than ``Count()`` and ``GetAt(i)``.
+    than ``Count()``, ``GetAt(i)`` and ``%Id()``.
     """
     text = text.strip()
-    found = _owner_at(text, 0)
+    found = _owner_at(text, 0, variables)
     if found is None:
         return None
-    path, end = _path_at(text, 0, found, where)
+    path, end, call = _path_at(text, 0, found, where, documents)
+    if call is not None:
+        name = text[end + 1 : text.index("(", end)]
+        instead = "use .Count(), .GetAt(i) or .(i)"
+        if name.lower() == "getvalueat":
+            instead = f"write {path.owner}.{{path}} (a virtual property) instead"
+        raise ConfigError(
+            f"{where + ': ' if where else ''}{text[:call]!r}: {name}() is not a method HIE "
+            f"runs here; {instead}"
+        )
     return path if end == len(text) and path.steps else None
 
 
-def _owner_at(text: str, i: int) -> int | None:
+def _owner_at(text: str, i: int, variables: bool = False) -> int | None:
     """The end of an owner name at ``i`` that starts an object path (``.`` then not ``{``)."""
     m = _IDENT.match(text, i)
-    if m is None or m.group() not in _OWNERS:
+    if m is None or (m.group() not in _OWNERS and not variables):
         return None
     end = m.end()
     if text[end : end + 1] != "." or text[end + 1 : end + 2] in ("{", "."):
@@ -162,38 +196,45 @@ def _owner_at(text: str, i: int) -> int | None:
     return end
 
 
-def _path_at(text: str, owner_start: int, end: int, where: str) -> tuple[ObjectPath, int]:
-    """The path whose owner spans ``owner_start:end``, and where it ends."""
+def _path_at(
+    text: str, owner_start: int, end: int, where: str, documents: frozenset[str]
+) -> tuple[ObjectPath, int, int | None]:
+    """The path whose owner spans ``owner_start:end``, where it ends, and, when it ends at a
+    method this module does not run (the expression language's), where that call ends."""
     steps: list[_Step] = []
     pos = end
     while text[pos : pos + 1] == ".":
         nxt = text[pos + 1 : pos + 2]
         if nxt == "(":
             close = _closing(text, pos + 1, where)
-            steps.append(_Step("", (compile_value(text[pos + 2 : close], where=where),)))
+            index = compile_value(text[pos + 2 : close], where=where, documents=documents)
+            steps.append(_Step("", (index,)))
             pos = close + 1
+            continue
+        if nxt == '"':  # a quoted property name: source.Item."2ndNumber"
+            close = string_end(text, pos + 1)
+            steps.append(_Step(text[pos + 2 : close - 1].replace('""', '"')))
+            pos = close
             continue
         m = _IDENT.match(text, pos + 1)
         if m is None:
             break
-        pos = m.end()
-        if text[pos : pos + 1] != "(":
+        if text[m.end() : m.end() + 1] != "(":
             steps.append(_Step(m.group()))
+            pos = m.end()
             continue
-        close = _closing(text, pos, where)
+        close = _closing(text, m.end(), where)
         if m.group().lower() not in _METHODS:
-            instead = "use .Count(), .GetAt(i) or .(i)"
-            if m.group().lower() == "getvalueat":
-                instead = f"write {text[owner_start:end]}.{{path}} (a virtual property) instead"
-            raise ConfigError(
-                f"{where + ': ' if where else ''}{text[owner_start : close + 1]!r}: "
-                f"{m.group()}() is not a method HIE runs; {instead}"
-            )
-        args = tuple(compile_value(a, where=where) for a in split_arguments(text[pos + 1 : close]))
+            owner = text[owner_start:end]
+            return ObjectPath(text[owner_start:pos], owner, tuple(steps)), pos, close + 1
+        args = tuple(
+            compile_value(a, where=where, documents=documents)
+            for a in split_arguments(text[m.end() + 1 : close])
+        )
         steps.append(_Step(m.group(), args, method=True))
         pos = close + 1
     owner = text[owner_start:end]
-    return ObjectPath(text[owner_start:pos], owner, tuple(steps)), pos
+    return ObjectPath(text[owner_start:pos], owner, tuple(steps)), pos, None
 
 
 def _closing(text: str, open_at: int, where: str) -> int:
@@ -247,10 +288,19 @@ def split_arguments(text: str) -> list[str]:
     return parts
 
 
+class _Reader(Protocol):
+    """What a placeholder stands for: an ``ObjectPath`` or a ``DocPath``."""
+
+    @property
+    def text(self) -> str: ...
+
+    def read(self, ctx: Context) -> Any: ...
+
+
 class ObjectExpression:
     """An expression that reads object paths: each is read into a placeholder variable first."""
 
-    def __init__(self, text: str, inner: Expression, paths: list[tuple[str, ObjectPath]]) -> None:
+    def __init__(self, text: str, inner: Expression, paths: list[tuple[str, _Reader]]) -> None:
         self.text = text
         self._inner = inner
         self._paths = paths
@@ -265,7 +315,7 @@ class ObjectExpression:
         """Helper-class methods called here or in a path's index."""
         calls = class_calls(self._inner)
         for _, path in self._paths:
-            for step in path.steps:
+            for step in path.steps if isinstance(path, ObjectPath) else ():
                 calls.extend(c for a in step.args for c in class_calls(a))
         return calls
 
@@ -289,16 +339,20 @@ class ObjectExpression:
         return f"ObjectExpression({self.text!r})"
 
 
-def compile_value(text: str, *, where: str = "") -> Value:
-    """Compile an expression; object paths in it (``source.Obs.(k1).Code``) read objects.
+def compile_value(
+    text: str, *, where: str = "", documents: frozenset[str] = _NO_DOCUMENTS
+) -> Value:
+    """Compile an expression; object paths in it (``source.Obs.(k1).Code``) read objects, and
+    virtual paths on ``documents`` owners (``target.{Patient.Name}``) or on variables read
+    through ``hie.rules.doc_paths``.
 
     Raises ``ConfigError`` naming the expression, as ``compile_expression`` does.
     """
-    found = _scan(text, where)
+    found = _scan(text, where, documents)
     if not found:
         return compile_expression(text, where=where)
     rewritten = text
-    paths: list[tuple[str, ObjectPath]] = []
+    paths: list[tuple[str, _Reader]] = []
     for start, end, path in reversed(found):
         name = f"%ObjPath{next(_placeholders)}"
         rewritten = rewritten[:start] + name + rewritten[end:]
@@ -313,9 +367,21 @@ def compile_value(text: str, *, where: str = "") -> Value:
     return ObjectExpression(text, inner, paths)
 
 
-def _scan(text: str, where: str) -> list[tuple[int, int, ObjectPath]]:
+def _document_at(text: str, i: int, documents: frozenset[str]) -> tuple[DocPath, int] | None:
+    """A virtual path at ``i`` that HIE reads itself, not the expression language: on a
+    variable, through properties, or on an owner in ``documents``."""
+    chain = owner_at(text, i)
+    if chain is None:
+        return None
+    owner, props = chain
+    if props or owner.lower() not in OWNERS or owner in documents:
+        return doc_path_at(text, i)
+    return None
+
+
+def _scan(text: str, where: str, documents: frozenset[str]) -> list[tuple[int, int, _Reader]]:
     """Every object path in ``text`` the expression language cannot read, with its span."""
-    found: list[tuple[int, int, ObjectPath]] = []
+    found: list[tuple[int, int, _Reader]] = []
     i = 0
     while i < len(text):
         c = text[i]
@@ -327,12 +393,20 @@ def _scan(text: str, where: str) -> list[tuple[int, int, ObjectPath]]:
             i = len(text) if close < 0 else close + 1
             continue
         if (c.isalpha() or c == "%") and (i == 0 or text[i - 1] not in _NOT_START):
+            document = _document_at(text, i, documents)
+            if document is not None:
+                found.append((i, document[1], document[0]))
+                i = document[1]
+                continue
             end = _owner_at(text, i)
             if end is None:
                 m = _IDENT.match(text, i)
                 i = m.end() if m else i + 1
                 continue
-            path, stop = _path_at(text, i, end, where)
+            path, stop, call = _path_at(text, i, end, where, documents)
+            if call is not None:
+                i = call  # a method the expression language runs, on the whole chain
+                continue
             if not path.simple and path.steps:
                 found.append((i, stop, path))
             i = stop

@@ -8,7 +8,8 @@ index makes a list).
 
 The assign actions (``<assign action=...>``) on a path:
 
-- ``set``: the value; ``clear``: an empty collection, or no value for a property;
+- ``set``: the value; with a ``key``, element ``key`` of the collection (a list from 1, an
+  array by text), as IRIS ``SetAt``; ``clear``: an empty collection, or no value for a property;
 - ``append``: a new last element of a list (text properties are extended instead);
 - ``insert``: into a list at ``key`` (from 1; at the end without one), into an array at ``key``;
 - ``remove``: element ``key`` of a list or array; without a key, the property itself.
@@ -33,7 +34,10 @@ Key = str | int
 
 
 def shape_of(annotation: Any) -> tuple[str, Any]:
-    """``("list" | "array" | "object" | "value", inner)`` for a field's type annotation."""
+    """``("list" | "array" | "object" | "value" | "open", inner)`` for a field's type
+    annotation; ``open`` (``Any``: a class not defined here) takes whatever is put there."""
+    if annotation is Any:
+        return "open", None
     if get_origin(annotation) in (Union, types.UnionType):
         kept = [a for a in get_args(annotation) if a is not type(None)]
         return shape_of(kept[0]) if len(kept) == 1 else ("value", None)
@@ -45,6 +49,12 @@ def shape_of(annotation: Any) -> tuple[str, Any]:
     if isclass(annotation) and issubclass(annotation, BaseModel):
         return "object", annotation
     return "value", None
+
+
+def _known(annotation: Any) -> tuple[str, Any] | None:
+    """The shape of ``annotation`` when it says one (not missing, not open)."""
+    shape = shape_of(annotation) if annotation is not None else None
+    return None if shape is None or shape[0] == "open" else shape
 
 
 def _child_shape(shape: tuple[str, Any] | None, key: Key, path: ObjectPath) -> Any:
@@ -81,7 +91,7 @@ def check_object_path(path: ObjectPath, model: type[BaseModel] | None, where: st
                 annotation = _child_shape(shape, step.name, path)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
-        shape = shape_of(annotation) if annotation is not None else None
+        shape = _known(annotation)
         if shape is not None and shape[0] == "value":
             shape = None if step is path.steps[-1] else shape
 
@@ -107,9 +117,8 @@ def _put(node: Any, key: Key, value: Any, path: ObjectPath) -> None:
 
 def _new(annotation: Any, next_key: Key | None) -> list[Any] | dict[str, Any]:
     """An empty list, array or object for a missing step."""
-    if annotation is not None:
-        kind = shape_of(annotation)[0]
-        return [] if kind == "list" else {}
+    if _known(annotation) is not None:
+        return [] if shape_of(annotation)[0] == "list" else {}
     return [] if isinstance(next_key, int) else {}
 
 
@@ -122,14 +131,20 @@ def assign_object(
     key: Key | None = None,
     model: type[BaseModel] | None = None,
 ) -> None:
-    """Assign ``value`` at ``path`` in ``ctx.target`` (see the module docstring).
+    """Assign ``value`` at ``path`` in ``ctx.target``, or in a DTL variable when the path
+    starts with one (``tObj.Name``: an object made when the variable holds none); see the
+    module docstring.
 
     Raises ``ConfigError`` naming the path when a step is not an object or collection, or the
     model has no such property.
     """
-    if not isinstance(ctx.target, dict):
-        raise ConfigError(f"{path.text}: the target is not an object")
     node: Any = ctx.target
+    if path.owner != "target":
+        node = plain(ctx.variables.get(path.owner))
+        node = ctx.variables[path.owner] = node if isinstance(node, dict) else {}
+        model = None  # a variable's object: no class to check it against
+    elif not isinstance(node, dict):
+        raise ConfigError(f"{path.text}: the target is not an object")
     shape: tuple[str, Any] | None = ("object", model) if model is not None else None
     keys = [path.key(step, ctx) for step in path.steps]
     for i, step_key in enumerate(keys[:-1]):
@@ -139,7 +154,7 @@ def assign_object(
             found = _new(annotation, keys[i + 1])
             _put(node, step_key, found, path)
         node = found
-        shape = shape_of(annotation) if annotation is not None else None
+        shape = _known(annotation)
     last = keys[-1]
     annotation = _child_shape(shape, last, path)
     _act(node, last, plain(value), action, key, annotation, path)
@@ -155,7 +170,12 @@ def _act(
     path: ObjectPath,
 ) -> None:
     current = _get(node, last)
-    if action == "set":
+    if action == "set" and key is not None:  # an element of the collection (IRIS SetAt)
+        if not isinstance(current, list | dict):
+            current = _new(annotation, key)
+            _put(node, last, current, path)
+        _put(current, key, value, path)
+    elif action == "set":
         _put(node, last, value, path)
     elif action in ("clear", "remove") and key is None:
         if isinstance(current, list | dict) and action == "clear":

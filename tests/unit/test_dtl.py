@@ -40,8 +40,9 @@ def test_sms_transform_builds_an_object() -> None:
         "MSH|^~\\&|A|B|C|D|1||SIU^S12|1|P|2.5\rSCH|1||||||||||^^^20240301093000\r"
         "PID|1||9||Doe^Jane||||||||555-1234\r"
     )
-    out = t.apply(siu)
-    assert out == {
+    out = t.apply(siu)  # the class is not defined beside it: an open model of its name
+    assert type(out).__qualname__ == "IRISDemo.BO.SNS.Request"
+    assert out.model_dump() == {
         "PhoneNumber": "555-1234",
         "LastName": "Doe",
         "FirstName": "Jane",

@@ -121,3 +121,18 @@ def test_a_block_holding_another_definition_is_refused_with_its_line() -> None:
     line = line_of(text, "<ruleDefinition")
     with pytest.raises(ConfigError, match=rf"^t\.cls:{line}: expected <transform>"):
         parse_dtl(text, source="t.cls")
+
+
+def test_an_xdata_block_ends_after_a_code_body_holding_a_brace_line() -> None:
+    cls = (
+        "Class Demo.T Extends Ens.DataTransformDTL\n{\n"
+        'XData DTL [ XMLNamespace = "http://www.intersystems.com/dtl" ]\n{\n'
+        "<transform sourceClass='EnsLib.HL7.Message' targetClass='EnsLib.HL7.Message'>\n"
+        "<code><![CDATA[ If 1 {\n Set x = 1\n}\n]]></code>\n"
+        "<assign value='x' property='target.{PID:1}'/>\n"
+        "</transform>\n}\n\n}\n"
+    )
+    text, line = extract_xdata(cls, "DTL", source="t.cls")
+    assert text.rstrip().endswith("</transform>") and line == 5
+    t = parse_dtl(cls, source="t.cls")
+    assert [a.type for a in t.actions] == ["code", "assign"] and t.actions[1].line == 10

@@ -167,7 +167,10 @@ def test_models_map_iris_types_to_python_types() -> None:
     assert value.TS == datetime(2024, 1, 2, 3, 4, 5)  # type: ignore[attr-defined]
     assert value.L == [1, 2] and value.A["k"].V == "v"  # type: ignore[attr-defined]
     assert value.model_dump(by_alias=True)["copy"] == "c"  # a BaseModel name, kept by alias
-    assert notes == ["T.Types.X: type Vendor.Unknown is not one HIE knows; kept as text"]
+    assert notes == [
+        "T.Types.X: class Vendor.Unknown is not defined beside the transform; its values are "
+        "kept as they come (text, or open properties)"
+    ]
     with pytest.raises(ValueError, match="Extra"):
         model.model_validate({"Nope": 1})
 
@@ -272,3 +275,94 @@ def test_classes_in_the_same_export_as_the_dtl_are_used(tmp_path: Path) -> None:
     assert t.message_classes["Demo.Msg.LabResult"]["Observations"] == "list Of Demo.Msg.Obs"
     out = t.apply(ORU)
     assert out.Observations[1].Code == "RBC" and out.Codes == {"WBC": "5", "RBC": "4.5"}
+
+
+BATCH = """Class Demo.Rec.Batch Extends (%Persistent, EnsLib.RecordMap.SimpleBatch)
+{
+Relationship Records As Demo.Rec.Record [ Cardinality = many, Inverse = %ParentBatch ];
+}
+"""
+RECORD = """Class Demo.Rec.Record Extends (%Persistent, Ens.Request, EnsLib.RecordMap.Base)
+{
+Property Name As %String(MAXLEN = 20, XMLPATTERN = "[a-z]+") [ Required ];
+Property Address As Address;
+Property Count As %Integer;
+Relationship %ParentBatch As Demo.Rec.Batch [ Cardinality = one, Inverse = Records ];
+}
+"""
+COPY_BATCH = """<transform sourceClass='Demo.Rec.Batch' targetClass='Demo.Rec.Batch' create='new'>
+<assign value='source.%Source' property='target.%Source'/>
+<foreach property='source.Records()' key='k1'>
+<assign value='source.Records.(k1).Name' property='target.Records.(k1).Address.City'/>
+<assign value='source.Records.(k1).Count' property='target.Records.(k1).Count'/>
+</foreach>
+</transform>"""
+
+
+def test_record_maps_relationships_package_names_and_percent_properties(tmp_path: Path) -> None:
+    (tmp_path / "Demo.Rec.Batch.cls").write_text(BATCH)
+    (tmp_path / "Demo.Rec.Record.cls").write_text(RECORD)
+    (tmp_path / "t.xml").write_text(COPY_BATCH)
+    classes, notes = class_definitions(["Demo.Rec.Batch"], near=tmp_path / "t.xml")
+    assert classes == {
+        "Demo.Rec.Batch": {"%Source": "%String", "Records": "list Of Demo.Rec.Record"},
+        "Demo.Rec.Record": {
+            "%Source": "%String",
+            "Name": "%String",  # parameters with brackets in a string do not hide a property
+            "Address": "Demo.Rec.Address",  # a type without a package is in the class's own
+            "Count": "%Integer",
+        },
+    }
+    assert notes[0].startswith("class Demo.Rec.Address is not defined beside the transform")
+    t = load_dtl(tmp_path / "t.xml")
+    out = t.apply({"%Source": "in.csv", "Records": [{"Name": "ann", "Count": ""}]})
+    assert out.model_dump(by_alias=True) == {
+        "%Source": "in.csv",
+        # a class not defined here holds what it is given; "" in an %Integer is no value
+        "Records": [{"%Source": None, "Name": None, "Address": {"City": "ann"}, "Count": None}],
+    }
+
+
+def test_a_class_extending_a_virtual_document_is_built_as_a_document_tree(tmp_path: Path) -> None:
+    (tmp_path / "HPRIM.Doc.cls").write_text(
+        "Class HPRIM.Doc Extends (%Persistent, EnsLib.EDI.Document)\n{\n"
+        "Property Envelope As %String;\n}\n"
+    )
+    (tmp_path / "t.xml").write_text(
+        "<transform sourceClass='HPRIM.Doc' targetClass='HPRIM.Doc' create='copy'>"
+        "<assign value='..ToUpper(source.{H:Sender})' property='target.{H:Sender}'/></transform>"
+    )
+    t = load_dtl(tmp_path / "t.xml")
+    assert t.message_classes == {}
+    assert t.notes == [
+        "class HPRIM.Doc is a virtual document (it extends EnsLib.EDI.Document): its {...} "
+        "paths address a document tree"
+    ]
+    assert t.apply({"H": {"Sender": "lab"}, "P": ["x"]}) == {"H": {"Sender": "LAB"}, "P": ["x"]}
+
+
+def test_a_class_file_of_another_export_is_not_the_class(tmp_path: Path) -> None:
+    dtl = "<transform sourceClass='EnsLib.HL7.Message' targetClass='Demo.Msg'>"
+    dtl += "<assign value='1' property='target.Mine'/></transform>"
+    (tmp_path / "acme__lab__Demo.DTL.cls.xml").write_text(dtl)
+    other = "Class Demo.Msg Extends Ens.Request\n{\nProperty Theirs As %String;\n}\n"
+    (tmp_path / "other__repo__Demo.Msg.cls").write_text(other)
+    t = load_dtl(tmp_path / "acme__lab__Demo.DTL.cls.xml")
+    assert t.message_classes == {}  # not acme__lab's class: open, so target.Mine is fine
+    (tmp_path / "acme__lab__Demo.Msg.cls").write_text(other.replace("Theirs", "Mine"))
+    assert load_dtl(tmp_path / "acme__lab__Demo.DTL.cls.xml").message_classes == {
+        "Demo.Msg": {"Mine": "%String"}
+    }
+
+
+def test_a_class_extending_an_hl7_message_is_an_hl7_message(tmp_path: Path) -> None:
+    (tmp_path / "Demo.Local.ADT.cls").write_text(
+        "Class Demo.Local.ADT Extends EnsLib.HL7.Message\n{\n}\n"
+    )
+    (tmp_path / "t.xml").write_text(
+        "<transform sourceClass='Demo.Local.ADT' targetClass='Demo.Local.ADT' create='copy'>"
+        "<assign value='\"X\"' property='target.{PID:5.1}'/></transform>"
+    )
+    t = load_dtl(tmp_path / "t.xml")
+    assert t.document_classes == {"Demo.Local.ADT": "EnsLib.HL7.Message"} and t.hl7_target
+    assert t.apply(ORU).get("PID-5.1") == "X"
