@@ -152,7 +152,7 @@ class RoutingEngine(BusinessProcess):
     @classmethod
     def check_item(cls, item: Item, production: Production) -> list[str]:
         """Load-time check: rules, transforms and tables compile, and name known items; every
-        helper class method a transform calls is mapped to Python."""
+        helper class method a transform calls is mapped to Python, every subtransform found."""
         try:
             settings = cls.Settings.model_validate(item.settings)
             rules, registry, lookup = compile_routing(
@@ -162,7 +162,14 @@ class RoutingEngine(BusinessProcess):
             )
         except (ConfigError, OSError, ValueError) as exc:
             return [str(exc)]
-        return bind_helpers(registry.values(), production.source, tables=lookup, rules=rules)
+        problems = bind_helpers(registry.values(), production.source, tables=lookup, rules=rules)
+        for transform in registry.values():
+            problems += [
+                f"transform {transform.name}: subtransform {name} is not loaded (export it beside "
+                "the production or list it in transforms)"
+                for name in transform.missing_subtransforms()
+            ]
+        return problems
 
     @classmethod
     def source_files(cls, item: Item, production: Production) -> list[Path]:

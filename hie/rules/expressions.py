@@ -376,6 +376,8 @@ class _Parser(TokenStream):
         if self.peek().text != "(":
             raise self.error(f"##class({cls}).{method} needs (arguments)", tok.col)
         args = self._args()
+        if method.lower() == "%new" and not args:
+            return lambda ctx: _new_object(cls)
         system = SYSTEM_METHODS.get(f"{cls}.{method}".lower())
         if system is not None:
             return self._builtin(tok, system, args)
@@ -542,6 +544,14 @@ def _filled(func: Callable[..., Any], args: list[Fn | None], *, leading: int) ->
 
 def _constant(value: Value) -> Fn:
     return lambda ctx: value
+
+
+def _new_object(class_name: str) -> Any:
+    """``##class(X).%New()``: an empty object of X (its model when one is registered, else an
+    open object taking any property), filled by the assigns that follow."""
+    from hie.iris.message_classes import body_class  # iris reads rules, not the other way
+
+    return body_class(class_name).model_construct()
 
 
 @lru_cache(maxsize=256)

@@ -392,3 +392,14 @@ def test_any_text_compiles_or_fails_with_a_config_error(text: str) -> None:
         expr.evaluate(Context(source={"x": "1"}, variables={"json": {"x": [1]}}))
     except HIEError:
         pass
+
+
+def test_new_makes_an_empty_object_of_the_class_without_a_mapping() -> None:
+    from pydantic import BaseModel
+
+    expr = compile_expression("##class(Demo.Msg.Thing).%New()")
+    made = expr.evaluate(Context())
+    assert expr.class_calls == []  # built in: nothing to map to Python
+    assert isinstance(made, BaseModel) and made == {}
+    made.Name = "DOE"  # an open object takes any property, as IRIS's %New() result does
+    assert made == {"Name": "DOE"}

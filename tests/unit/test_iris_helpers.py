@@ -348,3 +348,14 @@ def test_routing_rules_call_mapped_helpers_and_user_function_set_methods(folder:
     problems = bind_helpers([], str(folder / "Demo.Production.cls"), rules=rules)
     assert len(problems) == 2
     assert any("WeekEnd() is not mapped to Python" in p for p in problems)
+
+
+def test_validate_names_a_subtransform_that_is_not_beside_the_production(folder: Path) -> None:
+    dtl = DTL.replace(
+        "</transform>",
+        "<subtransform class='Demo.DTL.Missing' sourceObj='source' targetObj='target'/>\n"
+        "</transform>",
+    )
+    (folder / "Demo.DTL.Names.cls").write_text(dtl)
+    with pytest.raises(ProductionError, match=r"subtransform Demo\.DTL\.Missing is not loaded"):
+        load_production(folder / "Demo.Production.cls")
