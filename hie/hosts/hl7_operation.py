@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 
+from pydantic import field_validator
+
 from hie.errors import (
+    ConfigError,
     DeliveryError,
     Fail,
     HL7ParseError,
@@ -18,19 +21,50 @@ from hie.errors import (
     Suspend,
 )
 from hie.hl7 import HL7Message
-from hie.hl7.reply_code_actions import Decision, Reply, ReplyCodeActions
+from hie.hl7.reply_code_actions import (
+    DEFAULT_REPLY_CODE_ACTIONS,
+    Decision,
+    Reply,
+    ReplyCodeActions,
+)
+from hie.hosts.base import ItemSettings
 from hie.hosts.operation import BusinessOperation
 
 log = logging.getLogger(__name__)
 
 
+class HL7OperationSettings(ItemSettings):
+    """What every HL7 operation's settings have: how ACKs are judged, and the charset sent in."""
+
+    #: IRIS ReplyCodeActions, e.g. ``:?R=RF,:?E=S,:~=S,:?A=C,:*=S,:I?=W,:T?=C`` (the default).
+    reply_code_actions: str = DEFAULT_REPLY_CODE_ACTIONS
+    #: Charset to send in (HL7 name or codec); None sends in the one MSH-18 names.
+    charset: str | None = None
+
+    @field_validator("reply_code_actions")
+    @classmethod
+    def _valid_actions(cls, value: str) -> str:
+        try:
+            ReplyCodeActions.parse(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+
 class HL7Operation(BusinessOperation):
     """An operation that sends HL7 messages and applies ``reply_code_actions`` to the ACKs.
 
-    Subclasses set ``self.actions`` in ``on_init`` and name their receiver in ``peer``.
+    Its settings derive from ``HL7OperationSettings``; subclasses name their receiver in
+    ``peer``.
     """
 
     actions: ReplyCodeActions
+
+    def on_init(self) -> None:
+        """Parse the reply code actions once per worker process."""
+        super().on_init()
+        settings: HL7OperationSettings = self.settings  # type: ignore[assignment]
+        self.actions = ReplyCodeActions.parse(settings.reply_code_actions)
 
     @property
     def peer(self) -> str:

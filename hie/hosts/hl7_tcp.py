@@ -20,17 +20,12 @@ from pydantic import Field, field_validator
 from hie.adapters.mllp import BlockingMLLPClient
 from hie.adapters.tls import client_context
 from hie.errors import (
-    ConfigError,
     DeliveryError,
 )
 from hie.hl7 import HL7Message
-from hie.hl7.reply_code_actions import (
-    DEFAULT_REPLY_CODE_ACTIONS,
-    ReplyCodeActions,
-)
 from hie.hosts.base import ItemSettings
 from hie.hosts.listener import ListenerSettings
-from hie.hosts.hl7_operation import HL7Operation
+from hie.hosts.hl7_operation import HL7Operation, HL7OperationSettings
 from hie.hosts.service import BusinessService
 
 log = logging.getLogger(__name__)
@@ -90,7 +85,7 @@ class HL7TCPService(BusinessService):
         return self.item.priority
 
 
-class HL7TCPOperationSettings(ItemSettings):
+class HL7TCPOperationSettings(HL7OperationSettings):
     """Where and how an HL7 TCP operation sends (IRIS IPAddress, Port, ConnectTimeout ...)."""
 
     host: str
@@ -102,9 +97,6 @@ class HL7TCPOperationSettings(ItemSettings):
     #: Keep the connection open between messages (IRIS StayConnected: 0 means no, -1 or any
     #: other number yes; idle disconnects are not timed).
     stay_connected: bool = True
-    reply_code_actions: str = DEFAULT_REPLY_CODE_ACTIONS
-    #: Charset to send in (HL7 name or codec); None sends in the one MSH-18 names.
-    charset: str | None = None
     max_ack_size: int = Field(default=1 << 20, gt=0)
     framing: str = "MLLP"
     #: TLS to the peer: on with ``tls`` or any of the files below. ``tls_ca``: the CA file that
@@ -135,15 +127,6 @@ class HL7TCPOperationSettings(ItemSettings):
             return value != 0
         return value
 
-    @field_validator("reply_code_actions")
-    @classmethod
-    def _valid_actions(cls, value: str) -> str:
-        try:
-            ReplyCodeActions.parse(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
-
     @field_validator("framing")
     @classmethod
     def _mllp_only(cls, value: str) -> str:
@@ -169,7 +152,7 @@ class HL7TCPOperation(HL7Operation):
 
     def on_init(self) -> None:
         """Prepare the per-thread connections; they open on first use, after any fork."""
-        self.actions = ReplyCodeActions.parse(self.settings.reply_code_actions)
+        super().on_init()
         self._local = threading.local()
         self._clients: list[BlockingMLLPClient] = []
         self._clients_lock = threading.Lock()

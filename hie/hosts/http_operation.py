@@ -29,9 +29,8 @@ from hie.adapters.http import HTTPClient, HTTPReply
 from hie.adapters.tls import client_context
 from hie.errors import ConfigError, DeliveryError, Fail, Retry
 from hie.hl7 import HL7Message
-from hie.hl7.reply_code_actions import DEFAULT_REPLY_CODE_ACTIONS, ReplyCodeActions
 from hie.hosts.base import ItemSettings
-from hie.hosts.hl7_operation import HL7Operation
+from hie.hosts.hl7_operation import HL7Operation, HL7OperationSettings
 from hie.hosts.operation import BusinessOperation
 
 log = logging.getLogger(__name__)
@@ -204,21 +203,8 @@ def encode_request_body(body: Any) -> tuple[bytes | None, str]:
     raise ConfigError(f"HTTPOperation cannot send a {type(body).__name__} body")
 
 
-class HL7HTTPOperationSettings(HTTPClientSettings):
+class HL7HTTPOperationSettings(HTTPClientSettings, HL7OperationSettings):
     """An HTTP operation for HL7 v2: the HTTP settings plus how its ACKs are judged."""
-
-    reply_code_actions: str = DEFAULT_REPLY_CODE_ACTIONS
-    #: Charset to send in (HL7 name or codec); None sends in the one MSH-18 names.
-    charset: str | None = None
-
-    @field_validator("reply_code_actions")
-    @classmethod
-    def _valid_actions(cls, value: str) -> str:
-        try:
-            ReplyCodeActions.parse(value)
-        except ConfigError as exc:
-            raise ValueError(str(exc)) from exc
-        return value
 
 
 class HL7HTTPOperation(_HTTPSender, HL7Operation):
@@ -226,10 +212,6 @@ class HL7HTTPOperation(_HTTPSender, HL7Operation):
 
     Settings: ClassVar[type[ItemSettings]] = HL7HTTPOperationSettings
     settings: HL7HTTPOperationSettings
-
-    def on_init(self) -> None:
-        """Parse the reply code actions; the client opens on first use."""
-        self.actions = ReplyCodeActions.parse(self.settings.reply_code_actions)
 
     def on_message(self, request: Any) -> Any:
         """Send ``request``; the reply is the ACK the answer carries."""
