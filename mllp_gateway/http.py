@@ -19,6 +19,7 @@ and the connection closes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -111,9 +112,12 @@ class HTTPListener(Listener):
         except TimeoutError as exc:
             log.info("%s closing connection from %s: %s", self.service.item_name, peer, exc)
         except h11.RemoteProtocolError as exc:
-            # Unparseable HTTP: answer 400 when h11 still lets us, then close.
+            # Unparseable HTTP (431 for a head over MAX_HEAD): answer when h11 still lets us.
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                await self._send(conn, writer, Answer.text(400, f"bad request: {exc}"))
+                answer = Answer.text(exc.error_status_hint, f"bad request: {exc}")
+                with contextlib.suppress(ConnectionError, h11.LocalProtocolError):
+                    await self._send(conn, writer, answer, close=True)
+                    await self._linger(reader)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
 
@@ -121,15 +125,30 @@ class HTTPListener(Listener):
         self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bool:
         """One request and its answer; False when the connection is to close."""
-        event = await self._next_event(conn, reader, self.settings.idle_timeout)
+        loop = asyncio.get_running_loop()
+        if not conn.trailing_data[0]:
+            # Between requests the connection may idle; once a request's first bytes arrive,
+            # all of it (head and body) must come within read_timeout: a sender trickling a
+            # byte at a time cannot hold a connection for ever.
+            conn.receive_data(await self._read(reader, self.settings.idle_timeout, "idle"))
+        deadline = loop.time() + self.settings.read_timeout
+        fed = len(conn.trailing_data[0])
+        while (event := conn.next_event()) is h11.NEED_DATA:
+            data = await self._read(
+                reader, max(0.0, deadline - loop.time()), "request not received in time"
+            )
+            fed += len(data)
+            conn.receive_data(data)
         if not isinstance(event, h11.Request):
             return False  # the client closed (ConnectionClosed) between requests
-        deadline = time.monotonic() + self.settings.read_timeout
         held = 0
         try:
+            if fed - len(conn.trailing_data[0]) > MAX_HEAD:
+                # h11 bounds a head still arriving; one that came whole is measured here.
+                raise _Refused(Answer.text(431, "request head over 64 KiB"), close=True)
             body, held = await self._body(conn, reader, writer, event, deadline)
             headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
-            answer = await self.answer(body, headers.get("content-type", ""))
+            answer = await self._answer_safely(body, headers.get("content-type", ""))
             close = False
         except _Refused as refused:
             answer, close = refused.answer, refused.close
@@ -139,6 +158,15 @@ class HTTPListener(Listener):
         if close:
             await self._linger(reader)
         return not close and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+
+    async def _answer_safely(self, body: bytes, content_type: str) -> Answer:
+        """``answer``, and a 500 if it fails in a way nobody foresaw: a request always gets an
+        answer, and the sender keeps what was not accepted."""
+        try:
+            return await self.answer(body, content_type)
+        except Exception:
+            log.exception("%s failed on a %d-byte request", self.service.item_name, len(body))
+            return Answer.text(500, "the message could not be processed; send it again")
 
     async def _linger(self, reader: asyncio.StreamReader) -> None:
         """Read and drop what the client still sends (the rest of a refused body) for a while
@@ -166,10 +194,12 @@ class HTTPListener(Listener):
         """The request's body; ``_Refused`` for a wrong path, method or size."""
         target = request.target.decode("latin-1").split("?", 1)[0]
         if target != self.path:
-            raise _Refused(Answer.text(404, f"no service at {target}; POST to {self.path}"))
+            answer = Answer.text(404, f"no service at {target}; POST to {self.path}")
+            raise _Refused(answer, close=True)  # its body, if any, is not read
         if request.method != b"POST":
             method = request.method.decode("latin-1")
-            raise _Refused(Answer.text(405, f"{method} is not accepted; POST", Allow="POST"))
+            answer = Answer.text(405, f"{method} is not accepted; POST", Allow="POST")
+            raise _Refused(answer, close=True)
         limit = self.settings.max_message_size
         length = next((int(v) for k, v in request.headers if k == b"content-length"), None)
         if length is not None and length > limit:
@@ -181,7 +211,7 @@ class HTTPListener(Listener):
         held = 0
         try:
             while True:
-                event = await self._next_event(conn, reader, None, deadline=deadline)
+                event = await self._next_event(conn, reader, deadline)
                 if isinstance(event, h11.EndOfMessage):
                     return b"".join(chunks), held
                 if not isinstance(event, h11.Data):
@@ -189,7 +219,14 @@ class HTTPListener(Listener):
                 if held + len(event.data) > limit:
                     too_big = f"message is larger than the limit of {limit} bytes"
                     raise _Refused(Answer.text(413, too_big), close=True)
-                await self.budget.take(len(event.data))
+                try:
+                    # Waiting for room in the budget counts against the request's deadline
+                    # too: connections each holding part of a body cannot wait on each other
+                    # for ever.
+                    async with asyncio.timeout_at(deadline):
+                        await self.budget.take(len(event.data))
+                except TimeoutError:
+                    raise TimeoutError("no room for the request's body in time") from None
                 held += len(event.data)
                 chunks.append(event.data)
         except BaseException:
@@ -197,27 +234,23 @@ class HTTPListener(Listener):
             raise
 
     async def _next_event(
-        self,
-        conn: h11.Connection,
-        reader: asyncio.StreamReader,
-        timeout: float | None,
-        *,
-        deadline: float | None = None,
+        self, conn: h11.Connection, reader: asyncio.StreamReader, deadline: float
     ) -> Any:
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            if deadline is not None:
-                timeout = max(0.0, deadline - time.monotonic())
-            try:
-                # asyncio.timeout, not wait_for: no task per read on the hot path.
-                async with asyncio.timeout(timeout):
-                    data = await reader.read(1 << 16)
-            except TimeoutError:
-                what = "idle" if deadline is None else "request not received in time"
-                raise TimeoutError(what) from None
-            conn.receive_data(data)
+            wait = max(0.0, deadline - asyncio.get_running_loop().time())
+            conn.receive_data(await self._read(reader, wait, "request not received in time"))
+
+    @staticmethod
+    async def _read(reader: asyncio.StreamReader, timeout: float | None, what: str) -> bytes:
+        try:
+            # asyncio.timeout, not wait_for: no task per read on the hot path.
+            async with asyncio.timeout(timeout):
+                return await reader.read(1 << 16)
+        except TimeoutError:
+            raise TimeoutError(what) from None
 
     async def _send(
         self,
@@ -289,14 +322,15 @@ class HTTPServer(HTTPListener):
             text = body.decode(python_codec(charset, self.settings.default_charset))
         except (UnicodeDecodeError, HIEError) as exc:
             reason = f"the body cannot be read as {charset}: {exc}"
-            return await self._refuse(body.decode("utf-8", errors="replace"), 400, reason)
+            text = body.decode("utf-8", errors="replace")
+            return await self._refuse(text, 400, reason, raw_body=body)
         data: Any = text
         if service.body_model is not None:
             try:
                 data = service.body_model.model_validate_json(body)
             except ValidationError as exc:
                 reason = f"the body is not a valid {service.body_model.__name__}: {exc}"
-                return await self._refuse(text, 400, reason)
+                return await self._refuse(text, 400, reason, raw_body=body)
         if service.hooks.hooks or type(service).on_message is not HTTPService.on_message:
             inbound = Envelope.wrap(data, source=service.item_name)
             try:
@@ -325,13 +359,20 @@ class HTTPServer(HTTPListener):
         )
 
     async def _refuse(
-        self, data: Any, status: int, reason: str, inbound: Envelope | None = None
+        self,
+        data: Any,
+        status: int,
+        reason: str,
+        inbound: Envelope | None = None,
+        *,
+        raw_body: bytes | None = None,
     ) -> Answer:
-        """Keep what was refused as an error, with the reason, and say why."""
+        """Keep what was refused as an error (its bytes as they came, when given), with the
+        reason, and say why."""
         self.stats.rejected += 1
         envelope = inbound or Envelope.wrap(data, source=self.service.item_name)
         log.warning("%s refused a message: %s", self.service.item_name, reason)
-        stored = await self._keep(envelope, "error", reason)
+        stored = await self._keep(envelope, "error", reason, raw_body=raw_body)
         body = {"error": reason, "message_id": str(envelope.message_id) if stored else None}
         return Answer.json(status, body)
 

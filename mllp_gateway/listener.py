@@ -148,11 +148,16 @@ class Listener:
         """One accepted connection, until it closes."""
         raise NotImplementedError
 
-    async def _keep(self, envelope: Envelope, status: str, reason: str) -> bool:
-        """Store a message that goes nowhere, with its status and reason; False if not stored."""
+    async def _keep(
+        self, envelope: Envelope, status: str, reason: str, raw_body: bytes | None = None
+    ) -> bool:
+        """Store a message that goes nowhere, with its status and reason (and the bytes as they
+        came, when given); False if not stored."""
         item = self.service.item_name
         try:
-            await self.committer.submit_async(envelope, status=status, item=item, event=None)
+            await self.committer.submit_async(
+                envelope, status=status, item=item, event=None, raw_body=raw_body
+            )
             await asyncio.to_thread(
                 self.store.set_status, envelope.message_id, status, error=reason, item=item
             )

@@ -189,6 +189,7 @@ class HTTPPeer:
         ack_code: str = "AA",
         body: bytes = b"",
         headers: dict[str, str] | None = None,
+        retry_after: str | None = None,
     ) -> None:
         self.status = status
         self.statuses = list(statuses or [])
@@ -196,7 +197,11 @@ class HTTPPeer:
         self.ack_code = ack_code
         self.body = body
         self.headers = headers or {}
+        #: ``Retry-After`` sent with 429 and 503 answers only.
+        self.retry_after = retry_after
         self.received: list[tuple[str, dict[str, str], bytes]] = []
+        #: ``time.monotonic()`` of each request's arrival.
+        self.times: list[float] = []
         self._lock = threading.Lock()
         peer = self
 
@@ -209,6 +214,7 @@ class HTTPPeer:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 with peer._lock:
                     peer.received.append((self.path, headers, data))
+                    peer.times.append(time.monotonic())
                     status = peer.statuses.pop(0) if peer.statuses else peer.status
                 out = peer.body
                 if peer.hl7 and 200 <= status < 300:
@@ -216,6 +222,8 @@ class HTTPPeer:
                 self.send_response(status)
                 for name, value in peer.headers.items():
                     self.send_header(name, value)
+                if peer.retry_after is not None and status in (429, 503):
+                    self.send_header("Retry-After", peer.retry_after)
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)

@@ -6,10 +6,12 @@ What an answer means:
 - ``HTTPOperation``: 2xx is delivered and the answer's body is the reply; 408 and 429 are retried
   after the ``Retry-After`` the peer gave (else ``retry_interval``); any other 4xx fails the
   message at once (sending the same request again would get the same answer); 5xx and
-  connection errors are retried per ``retry_interval`` until ``failure_timeout``.
+  connection errors are retried per ``retry_interval`` until ``failure_timeout``. A peer's
+  ``Retry-After`` is honoured up to ``MAX_RETRY_AFTER`` (an ordered item waits it out in place).
 - ``HL7HTTPOperation``: a 2xx answer's body is the ACK, judged by ``reply_code_actions`` exactly
-  as ``HL7TCPOperation`` judges one that came over MLLP; any other status is an error retried per
-  ``retry_interval`` / ``failure_timeout`` (``Retry-After`` honoured).
+  as ``HL7TCPOperation`` judges one that came over MLLP, and so is the ACK of a 4xx answer that
+  carries one (a receiver's AR); any other status is an error retried per ``retry_interval`` /
+  ``failure_timeout``.
 
 The bytes of an HL7 message are sent as stored, in its own charset (or ``charset``), never
 re-serialised.
@@ -36,6 +38,8 @@ from hie.hosts.operation import BusinessOperation
 log = logging.getLogger(__name__)
 
 HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
+#: Longest wait a peer's ``Retry-After`` may ask for (seconds).
+MAX_RETRY_AFTER = 300.0
 
 
 class HTTPClientSettings(ItemSettings):
@@ -125,6 +129,15 @@ class _HTTPSender(BusinessOperation):
             self._http = self.settings.client(pool_size=max(4, self.item.pool_size))
         return self._http
 
+    def on_init(self) -> None:
+        """Make the client now, so a wrong TLS file stops the worker at start, named, instead
+        of failing every message."""
+        super().on_init()
+        try:
+            self._http = self.settings.client(pool_size=max(4, self.item.pool_size))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"item {self.item_name!r}: TLS files: {exc}") from exc
+
     def on_tear_down(self) -> None:
         """Close the pooled connections."""
         if self._http is not None:
@@ -149,8 +162,16 @@ class _HTTPSender(BusinessOperation):
         reason = f"{self.settings.method} {self.peer} answered {reply.status}: {_excerpt(reply)}"
         delay = reply.retry_after()
         if delay is not None:
-            return Retry(reason, delay=delay)
+            # A peer's word, capped: an ordered item sleeps it, holding its whole queue.
+            return Retry(reason, delay=min(delay, MAX_RETRY_AFTER))
         return DeliveryError(reason)
+
+
+def _with_charset(content_type: str, charset: str) -> str:
+    """``content_type`` with its charset parameter set to ``charset``."""
+    media, *params = (p.strip() for p in content_type.split(";"))
+    kept = [p for p in params if p and not p.lower().startswith("charset")]
+    return "; ".join([media, *kept, f"charset={charset}"])
 
 
 def _excerpt(reply: HTTPReply) -> str:
@@ -172,8 +193,11 @@ class HTTPOperation(_HTTPSender):
         """Send ``request``; the answer's body is the reply."""
         body, content_type = encode_request_body(request)
         if isinstance(request, str) and self.current is not None:
-            # Text that came in over HTTP goes out as what it was (JSON, XML ...).
-            content_type = self.current.headers.get("content-type", content_type)
+            # Text that came in over HTTP goes out as what it was (JSON, XML ...), in the
+            # UTF-8 it is encoded in now, whatever charset it arrived in.
+            received = self.current.headers.get("content-type")
+            if received:
+                content_type = _with_charset(received, "utf-8")
         reply = self.post(body, content_type)
         if reply.ok:
             return reply.text() or None
@@ -207,6 +231,10 @@ class HL7HTTPOperationSettings(HTTPClientSettings, HL7OperationSettings):
     """An HTTP operation for HL7 v2: the HTTP settings plus how its ACKs are judged."""
 
 
+def _carries_ack(reply: HTTPReply) -> bool:
+    return reply.body.startswith(b"MSH") and b"\rMSA|" in reply.body
+
+
 class HL7HTTPOperation(_HTTPSender, HL7Operation):
     """POSTs each HL7 message and applies ``reply_code_actions`` to the ACK in the answer."""
 
@@ -223,6 +251,9 @@ class HL7HTTPOperation(_HTTPSender, HL7Operation):
         except DeliveryError as exc:
             self.unanswered(exc, msg)
             return None
-        if not reply.ok:
-            raise self.retry_after(reply)
-        return self.acknowledged(reply.body, msg)
+        refused = 400 <= reply.status < 500 and reply.status not in (408, 429)
+        if reply.ok or (refused and _carries_ack(reply)):
+            # A receiver that refuses a message with 4xx and an AR/AE says why in the ACK: the
+            # reply code actions judge it, as over MLLP.
+            return self.acknowledged(reply.body, msg)
+        raise self.retry_after(reply)

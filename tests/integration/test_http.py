@@ -8,7 +8,9 @@ an ``HL7HTTPOperation``; what is not HL7 gets 400 and is kept; a generic ``HTTPS
 from __future__ import annotations
 
 import http.client
+import contextlib
 import json
+import socket
 import time
 from typing import Any
 
@@ -142,7 +144,7 @@ def test_keep_alive_answers_every_request_on_one_connection(harness: Harness) ->
 def test_http_operation_retries_5xx_and_429_and_fails_a_400_at_once(harness: Harness) -> None:
     # Given a generic HTTP service feeding a generic HTTP operation
     with (
-        HTTPPeer(statuses=[500, 429], status=201, headers={"Retry-After": "1"}) as flaky,
+        HTTPPeer(statuses=[500, 429], status=201, retry_after="2") as flaky,
         HTTPPeer(status=400, body=b"bad patient") as refusing,
     ):
         port = free_port()
@@ -179,17 +181,18 @@ def test_http_operation_retries_5xx_and_429_and_fails_a_400_at_once(harness: Har
         message_id = json.loads(body)["message_id"]
         assert harness.store.load(message_id).body == order.decode()
         # And the operation got 500, then 429 (waited its Retry-After), then 201: delivered
-        started = time.monotonic()
         wait_for(lambda: len(flaky.received) == 3, 30, "three attempts")
         assert flaky.bodies() == [order] * 3
-        assert flaky.received[-1][1]["content-type"] == "application/json"
+        first, second, third = flaky.times
+        assert second - first < 1.5  # the 500: retried after retry_interval (0.2 s)
+        assert third - second >= 1.9  # the 429: after the 2 s its Retry-After asked for
+        assert flaky.received[-1][1]["content-type"] == "application/json; charset=utf-8"
         done = harness.store.find(target="Out", limit=5)
         wait_for(
             lambda: harness.store.header(done[0].message_id).status == "completed",
             30,
             "the delivery to complete",
         )
-        assert time.monotonic() - started < 30
         # A 400 fails the message at once: one attempt, status failed
         env = harness.send("Strict", "an order the peer refuses")
         wait_for(
@@ -302,3 +305,98 @@ def test_hl7_to_fhir_routed_to_an_http_operation_survives_a_500(harness: Harness
             30,
             "the delivery to complete",
         )
+
+
+def _listener(h: Harness, **settings: Any) -> int:
+    """An HL7 HTTP service whose target has no worker: what is tested is the listener."""
+    port = free_port()
+    h.write(
+        [
+            {
+                "name": "In",
+                "class": "HL7HTTPService",
+                "targets": ["Out"],
+                "settings": {"port": port, "path": "/hl7", **settings},
+            },
+            {
+                "name": "Out",
+                "class": "HL7HTTPOperation",
+                "settings": {"url": "http://127.0.0.1:9/"},
+            },
+        ]
+    )
+    h.start_gateway(port)
+    return port
+
+
+def _head(length: int, *extra: str) -> bytes:
+    lines = ["POST /hl7 HTTP/1.1", "Host: hie", f"Content-Length: {length}", *extra, "", ""]
+    return "\r\n".join(lines).encode()
+
+
+def _status_line(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    return sock.recv(4096).split(b"\r\n", 1)[0]
+
+
+def test_the_listener_holds_its_limits_against_slow_and_oversized_requests(
+    harness: Harness,
+) -> None:
+    mib = 1 << 20
+    port = _listener(
+        harness, read_timeout=2.0, max_message_size=3 * mib // 2, max_bytes_in_flight=2 * mib
+    )
+    # A head trickled a byte at a time is cut off after read_timeout, not kept for idle_timeout.
+    with socket.create_connection(("127.0.0.1", port)) as slow:
+        started = time.monotonic()
+        closed = False
+        for byte in _head(10):
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.3)
+            if time.monotonic() - started > 8:
+                break
+        assert closed or slow.recv(1) == b"", "the trickling sender kept its connection"
+        assert time.monotonic() - started < 8
+    # Two bodies that each hold half the byte budget and want more time out, give it back,
+    # and a later message gets through (they do not wait on each other for ever).
+    greedy = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    for sock in greedy:
+        sock.sendall(_head(14 * mib // 10))
+    for _ in range(10):
+        for sock in greedy:
+            sock.sendall(b"x" * (mib // 8))
+    for sock in greedy:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.sendall(b"x" * (mib // 4))
+    status, _, body = post(port, adt("AFTER"))
+    assert status == 200 and HL7Message(body).get("MSA-1") == "AA"
+    for sock in greedy:
+        sock.close()
+    # A head over 64 KiB gets 431; a chunked body over max_message_size gets 413.
+    with socket.create_connection(("127.0.0.1", port)) as big_head:
+        big_head.sendall(_head(10, "X-Filler: " + "a" * 70_000))
+        assert _status_line(big_head).startswith(b"HTTP/1.1 431")
+    with socket.create_connection(("127.0.0.1", port)) as chunked:
+        head = b"POST /hl7 HTTP/1.1\r\nHost: hie\r\nTransfer-Encoding: chunked\r\n\r\n"
+        chunk = b"x" * (mib // 2)
+        chunked.sendall(head)
+        with contextlib.suppress(OSError):
+            for _ in range(4):
+                chunked.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        assert _status_line(chunked).startswith(b"HTTP/1.1 413")
+    # Expect: 100-continue gets its 100 before the body is sent, then the ACK.
+    message = adt("CONT")
+    with socket.create_connection(("127.0.0.1", port)) as polite:
+        polite.sendall(_head(len(message), "Expect: 100-continue"))
+        assert _status_line(polite).startswith(b"HTTP/1.1 100")
+        polite.sendall(message)
+        assert _status_line(polite).startswith(b"HTTP/1.1 200")
+    # A POST to another path, with a body, gets its 404 rather than a reset.
+    assert post(port, adt("P404") * 50, path="/nowhere")[0] == 404
+    stored = {h.control_id for h in harness.store.find(source="In", limit=20)}
+    assert stored == {"AFTER", "CONT"}
