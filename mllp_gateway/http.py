@@ -30,6 +30,7 @@ from typing import Any
 import h11
 from pydantic import ValidationError
 
+from hie.adapters.http import HL7_CONTENT_TYPE, charset_of
 from hie.adapters.mllp import Frame
 from hie.errors import HIEError, SkipMessage
 from hie.hl7 import python_codec
@@ -42,7 +43,6 @@ from mllp_gateway.server import OUTCOME, GatewayServer
 
 log = logging.getLogger(__name__)
 
-HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 #: Largest request head (request line and headers) read before answering 431.
 MAX_HEAD = 64 * 1024
 #: Seconds a 503 asks the sender to wait (``Retry-After``) when a target queue is full.
@@ -80,14 +80,6 @@ class _Refused(Exception):
         super().__init__(answer.status)
         self.answer = answer
         self.close = close
-
-
-def _charset(content_type: str) -> str | None:
-    for param in content_type.split(";")[1:]:
-        name, _, value = param.strip().partition("=")
-        if name.strip().lower() == "charset" and value.strip():
-            return value.strip().strip('"')
-    return None
 
 
 class HTTPListener(Listener):
@@ -282,7 +274,7 @@ class HL7HTTPServer(HTTPListener, GatewayServer):
     async def answer(self, body: bytes, content_type: str) -> Answer:
         """Store and acknowledge one HL7 message."""
         OUTCOME.set("accepted")
-        _REQUEST_CHARSET.set(_charset(content_type))
+        _REQUEST_CHARSET.set(charset_of(content_type))
         acks = await self._handle_safely(Frame(body, len(body)))
         outcome = OUTCOME.get()
         codec = self._codec(body)
@@ -317,7 +309,7 @@ class HTTPServer(HTTPListener):
     async def answer(self, body: bytes, content_type: str) -> Answer:
         """Store one body (text, or the ``body_class`` model) for every target."""
         service = self.service
-        charset = _charset(content_type) or self.settings.default_charset
+        charset = charset_of(content_type) or self.settings.default_charset
         try:
             text = body.decode(python_codec(charset, self.settings.default_charset))
         except (UnicodeDecodeError, HIEError) as exc:
@@ -341,7 +333,8 @@ class HTTPServer(HTTPListener):
                 return Answer.json(202, {"message_id": str(inbound.message_id), "skipped": True})
             except Exception as exc:
                 return await self._refuse(data, 422, describe(exc), inbound)
-        envelopes = self._envelopes_for(data, content_type)
+        headers = {"content-type": content_type} if content_type else {}
+        envelopes = self.envelopes(data, self.service.item.priority, headers)
         if not await self._room_for(envelopes):
             self.stats.busy += 1
             reason = "a target queue is full; the message was not accepted, send it again later"
@@ -375,18 +368,3 @@ class HTTPServer(HTTPListener):
         stored = await self._keep(envelope, "error", reason, raw_body=raw_body)
         body = {"error": reason, "message_id": str(envelope.message_id) if stored else None}
         return Answer.json(status, body)
-
-    def _envelopes_for(self, data: Any, content_type: str) -> list[Envelope]:
-        """One envelope per target, all in one new session, with the body's Content-Type."""
-        fields: dict[str, Any] = {"source": self.service.item_name}
-        if content_type:
-            fields["headers"] = {"content-type": content_type}
-        if self.service.item.priority is not None:
-            fields["priority"] = self.service.item.priority
-        targets: list[str | None] = [*self.service.targets] or [None]
-        first = Envelope.wrap(data, target=targets[0], **fields)
-        rest = [
-            Envelope.wrap(data, target=t, session_id=first.session_id, **fields)
-            for t in self.service.targets[1:]
-        ]
-        return [self.outbox.prepare(e) for e in (first, *rest)]

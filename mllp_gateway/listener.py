@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hie.adapters.mllp import ByteBudget
 from hie.errors import HIEError
@@ -147,6 +147,24 @@ class Listener:
     ) -> None:
         """One accepted connection, until it closes."""
         raise NotImplementedError
+
+    def envelopes(
+        self, body: object, priority: int | None, headers: dict[str, str] | None = None
+    ) -> list[Envelope]:
+        """One envelope per target, all in one new session (none: one without a target)."""
+        fields: dict[str, Any] = {"source": self.service.item_name}
+        if priority is not None:
+            fields["priority"] = priority
+        if headers:
+            fields["headers"] = headers
+        targets: list[str | None] = [*self.service.targets] or [None]
+        first = Envelope.wrap(body, target=targets[0], **fields)
+        rest = [
+            Envelope.wrap(body, target=t, session_id=first.session_id, **fields)
+            for t in self.service.targets[1:]
+        ]
+        # Ordering keys are set here, before the store, so every hop and the record agree.
+        return [self.outbox.prepare(e) for e in (first, *rest)]
 
     async def _keep(
         self, envelope: Envelope, status: str, reason: str, raw_body: bytes | None = None

@@ -225,18 +225,7 @@ class GatewayServer(Listener):
 
     def _envelopes(self, message: HL7Message) -> list[Envelope]:
         """One envelope per target, all in one new session (none: one without a target)."""
-        priority = self.service.message_priority(message)
-        fields = {"source": self.service.item_name}
-        if priority is not None:
-            fields["priority"] = priority  # type: ignore[assignment]
-        targets: list[str | None] = [*self.service.targets] or [None]
-        first = Envelope.wrap(message, target=targets[0], **fields)
-        rest = [
-            Envelope.wrap(message, target=t, session_id=first.session_id, **fields)
-            for t in self.service.targets[1:]
-        ]
-        # Ordering keys are set here, before the store, so every hop and the record agree.
-        return [self.outbox.prepare(e) for e in (first, *rest)]
+        return self.envelopes(message, self.service.message_priority(message))
 
     async def _acks(
         self,

@@ -28,6 +28,18 @@ from urllib3.exceptions import (
 
 from hie.errors import ConnectionLostError, DeliveryError, PeerUnreachableError
 
+#: The media type of HL7 v2 ER7 over HTTP (IRIS's and most receivers').
+HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
+
+
+def charset_of(content_type: str) -> str | None:
+    """The charset a Content-Type names, or None."""
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            return value.strip().strip('"')
+    return None
+
 
 @dataclass(frozen=True)
 class HTTPReply:
@@ -44,11 +56,7 @@ class HTTPReply:
 
     def charset(self, default: str = "utf-8") -> str:
         """The charset the Content-Type names, else ``default``."""
-        for param in self.headers.get("content-type", "").split(";")[1:]:
-            name, _, value = param.strip().partition("=")
-            if name.lower() == "charset" and value:
-                return value.strip('"')
-        return default
+        return charset_of(self.headers.get("content-type", "")) or default
 
     def text(self, default_charset: str = "utf-8") -> str:
         """The body decoded with its charset (undecodable bytes replaced)."""

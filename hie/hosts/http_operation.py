@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from hie.adapters.http import HTTPClient, HTTPReply
+from hie.adapters.http import HL7_CONTENT_TYPE, HTTPClient, HTTPReply
 from hie.adapters.tls import client_context
 from hie.errors import ConfigError, DeliveryError, Fail, Retry
 from hie.hl7 import HL7Message
@@ -37,7 +37,6 @@ from hie.hosts.operation import BusinessOperation
 
 log = logging.getLogger(__name__)
 
-HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 #: Longest wait a peer's ``Retry-After`` may ask for (seconds).
 MAX_RETRY_AFTER = 300.0
 

@@ -78,14 +78,15 @@ def test_break_leaves_only_the_innermost_foreach() -> None:
     t = dtl(
         "<foreach property='source.{ORCgrp()}' key='k1'>"
         "<foreach property='source.{ORCgrp(k1).OBX()}' key='k2'>"
-        "<if condition='source.{ORCgrp(k1).OBX(k2):2}=\"ST\" || (k2 = 2 &amp;&amp; k1 = 1)'>"
+        "<if condition='source.{ORCgrp(k1).OBX(k2):2}=\"ST\" || (k2 = 1 &amp;&amp; k1 = 1)'>"
         "<true><break/></true></if>"
         "<assign value='\"seen\"' property='target.{ORCgrp(k1).OBX(k2):4}'/>"
         "</foreach></foreach>"
     )
     out = t.apply(ORU)
-    # group 1: OBX 1 seen, OBX 2 breaks; group 2 still runs: OBX 1 seen, OBX 2 (ST) breaks
-    assert each(out, "OBX", 4) == ["seen", "", "seen", ""]
+    # group 1: OBX 1 breaks, so OBX 2 is never reached (a "continue" would have seen it);
+    # group 2 still runs: OBX 1 seen, OBX 2 (ST) breaks
+    assert each(out, "OBX", 4) == ["", "", "seen", ""]
 
 
 def test_break_outside_a_foreach_ends_the_transform() -> None:
@@ -302,12 +303,13 @@ def test_code_subset_runs_and_shares_variables_with_assign(
 def test_quit_in_code_leaves_the_foreach_it_is_in() -> None:
     t = dtl(
         "<foreach property='source.{OBX()}' key='k1'>"
-        '<code>Quit:source.{OBX(k1):2}="ST"  Set target.{OBX(k1):4} = "v"_k1</code>'
+        '<code>Quit:k1=2  Set target.{OBX(k1):4} = "v"_k1</code>'
         "</foreach>"
         '<code>If 1 { Quit } Set target.{PID:1} = "unreached"</code>'
     )
     out = t.apply(ORU)
-    assert each(out, "OBX", 4) == ["v1", "v2", "v3", ""]
+    # Quit at OBX 2 leaves the loop: OBX 3 and 4 are never set (a "continue" would set them)
+    assert each(out, "OBX", 4) == ["v1", "", "", ""]
     assert out.get("PID-1") == "1"
 
 
