@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from hie.errors import ConfigError
+from hie.errors import ConfigError, MessageError
 from hie.rules.horolog import format_spec, parse_spec
 
 __all__ = [
@@ -349,7 +349,7 @@ def _round(ctx: Any, value: Any, digits: Any = 0) -> float | int:
     try:  # half away from zero, on decimals so 2.675 rounds as written
         result = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     except InvalidOperation:
-        raise ConfigError(f"Round: cannot round {number} to {places} places") from None
+        raise MessageError(f"Round: cannot round {number} to {places} places") from None
     return int(result) if places <= 0 else float(result)
 
 

@@ -79,7 +79,7 @@ def _output_to_string(ctx: Any, obj: Any) -> str:
     if obj is None or isinstance(obj, str):
         return obj or ""
     kind = type(obj).__name__
-    raise ConfigError(f"OutputToString() writes out an HL7 message; this value is a {kind}")
+    raise MessageError(f"OutputToString() writes out an HL7 message; this value is a {kind}")
 
 
 # -- dynamic objects and collections ----------------------------------------------------------

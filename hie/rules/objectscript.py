@@ -28,7 +28,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote
 
-from hie.errors import ConfigError
+from hie.errors import ConfigError, MessageError
 from hie.rules import horolog
 from hie.rules.functions import (
     FUNCTIONS,
@@ -107,7 +107,7 @@ def _dec(value: Any) -> Decimal:
 
 def _number(value: Decimal) -> int | float:
     if value and value.adjusted() > 145:  # IRIS decimals stop near 9.2E145
-        raise ConfigError(f"{value} is larger than IRIS numbers go (<MAXNUMBER>)")
+        raise MessageError(f"{value} is larger than IRIS numbers go (<MAXNUMBER>)")
     return int(value) if value == value.to_integral_value() else float(value)
 
 
@@ -115,7 +115,7 @@ def _round(value: Decimal, places: int) -> Decimal:
     try:
         return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     except InvalidOperation:
-        raise ConfigError(f"cannot round {value} to {places} places (IRIS <MAXNUMBER>)") from None
+        raise MessageError(f"cannot round {value} to {places} places (IRIS <MAXNUMBER>)") from None
 
 
 # -- strings ------------------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def _utf8_in(text: str) -> str:
     try:
         return text.encode("latin-1").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
-        raise ConfigError(f'$ZCONVERT(..., "I", "UTF8"): {text!r} is not UTF-8') from None
+        raise MessageError(f'$ZCONVERT(..., "I", "UTF8"): {text!r} is not UTF-8') from None
 
 
 def _html_out(text: str) -> str:
@@ -306,7 +306,7 @@ def _as_list(value: Any, name: str) -> tuple[Any, ...]:
         return tuple(value)
     if value is None or value == "":
         return ()  # "" is the empty list
-    raise ConfigError(f"{name}: {to_str(value)!r} is not a list (IRIS <LIST>); build one with $LB")
+    raise MessageError(f"{name}: {to_str(value)!r} is not a list (IRIS <LIST>); build one with $LB")
 
 
 def _list_pos(value: Any, count: int) -> int:
@@ -412,7 +412,7 @@ def _normalize(ctx: Any, value: Any, scale: Any) -> int | float:
 def _zsqr(ctx: Any, value: Any) -> int | float:
     number = to_number(value) or 0
     if number < 0:
-        raise ConfigError(f"$ZSQR({to_str(value)}): no square root of a negative number")
+        raise MessageError(f"$ZSQR({to_str(value)}): no square root of a negative number")
     root = math.sqrt(number)
     return int(root) if root.is_integer() else root
 
@@ -442,7 +442,7 @@ def _utc(ctx: Any) -> datetime:
 def _illegal(name: str, value: Any, erropt: Any, problem: Exception) -> Any:
     if erropt is not None:
         return erropt
-    raise ConfigError(f"{name}({to_str(value)!r}): {problem} (IRIS <ILLEGAL VALUE>)")
+    raise MessageError(f"{name}({to_str(value)!r}): {problem} (IRIS <ILLEGAL VALUE>)")
 
 
 def _day(value: Any, low: Any = None, high: Any = None) -> int:
@@ -600,7 +600,7 @@ def _compile_select(spec: Intrinsic, args: list[Arg]) -> Thunk:
         for condition, result in pairs:  # left to right; later pairs are never evaluated
             if truth(condition(ctx)):
                 return result(ctx)
-        raise ConfigError("$SELECT(): no condition is true (IRIS <SELECT>); end with 1:default")
+        raise MessageError("$SELECT(): no condition is true (IRIS <SELECT>); end with 1:default")
 
     return run
 

@@ -298,7 +298,7 @@ def test_get_value_at_on_an_object_reads_the_named_property() -> None:
 
 def test_output_to_string_is_the_er7_text() -> None:
     assert ev("source.OutputToString()", HL7Message(ORU.rstrip("\r"))) == ORU
-    with pytest.raises(ConfigError, match="OutputToString"):
+    with pytest.raises(MessageError, match="OutputToString"):
         ev("source.OutputToString()", {"a": 1})
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from hie.errors import ConfigError
+from hie.errors import ConfigError, MessageError
 from hie.rules.expressions import Context, compile_expression
 
 # The moment of the Dates tutorial's examples, where $HOROLOG read 57973,50111.
@@ -221,7 +221,7 @@ def test_select_returns_the_first_true_pair(x: int, expected: str) -> None:
 
 
 def test_select_with_no_true_condition_is_the_iris_select_error() -> None:
-    with pytest.raises(ConfigError, match="<SELECT>"):
+    with pytest.raises(MessageError, match="<SELECT>"):
         ev('$S(0:"a",1=2:"b")')
 
 
@@ -373,9 +373,9 @@ def test_ztimestamp_is_utc_with_milliseconds() -> None:
 
 
 def test_dates_without_erropt_raise_the_iris_illegal_value() -> None:
-    with pytest.raises(ConfigError, match=r"\$ZDATEH\('2\.29\.1999'\).*<ILLEGAL VALUE>"):
+    with pytest.raises(MessageError, match=r"\$ZDATEH\('2\.29\.1999'\).*<ILLEGAL VALUE>"):
         ev('$ZDATEH("2.29.1999",5)')
-    with pytest.raises(ConfigError, match="<ILLEGAL VALUE>"):
+    with pytest.raises(MessageError, match="<ILLEGAL VALUE>"):
         ev("$ZTIME(90000)")
 
 
@@ -423,7 +423,7 @@ def test_list_functions_follow_the_iris_reference(text: str, expected: object) -
 
 
 def test_list_functions_refuse_a_string_that_is_not_a_list() -> None:
-    with pytest.raises(ConfigError, match=r"\$LISTLENGTH: 'abc' is not a list \(IRIS <LIST>\)"):
+    with pytest.raises(MessageError, match=r"\$LISTLENGTH: 'abc' is not a list \(IRIS <LIST>\)"):
         ev('$LL("abc")')
 
 
