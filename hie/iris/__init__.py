@@ -8,6 +8,9 @@ objects, naming the file and line of every problem:
 - ``rules``: ``Ens.Rule.Definition`` -> ``hie.rules.model.RuleDefinition``;
 - ``dtl``: ``Ens.DataTransformDTL`` -> ``hie.rules.transform.Transform``;
 - ``lookup``: lookup-table exports -> the tables of ``hie.rules.loader.LookupTables``;
+- ``objectscript_code``: the ObjectScript of a DTL's ``<code>`` blocks -> DTL actions (a subset);
+- ``message_classes``: ``Property`` definitions of message classes -> pydantic models;
+- ``helper_classes``: helper-class calls -> Python functions (``hie-mapping.yaml``), and stubs;
 - ``classfile``: the one reader of class files and exports that the readers above share;
 - ``safe_xml``: the parser every one of them uses (no DTDs, no entities, no network).
 """
