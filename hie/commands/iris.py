@@ -127,6 +127,7 @@ def _convert_other(
         found = rule_calls(loaded)
     else:
         entry["notes"] = list(loaded.notes)
+        entry["subtransforms"] = loaded.subtransforms()
         found = loaded.class_calls
     for key, sites in found.items():
         calls.setdefault(key, []).extend(sites)
@@ -174,6 +175,9 @@ def cmd_import_iris(args: argparse.Namespace, settings: object) -> int:
             if kind == "rule":
                 rule_transforms[entry["name"]] = entry["transforms"]
     ok = not summary["errors"]
+    # A router loads the transforms its rule names and, in YAML, the ones those call too.
+    subs = {e["name"]: e.get("subtransforms", []) for e in summary["converted"]}
+    rule_transforms = {r: _with_subtransforms(n, subs) for r, n in rule_transforms.items()}
     for path, kind in kinds.items():
         if kind == "production":
             converted = (rule_files, rule_transforms)
@@ -193,6 +197,18 @@ def cmd_import_iris(args: argparse.Namespace, settings: object) -> int:
         print("\n\n".join(texts))
         print(f"wrote {out_dir / 'report.txt'}")
     return 0 if ok else 1
+
+
+def _with_subtransforms(named: list[str], subs: dict[str, list[str]]) -> list[str]:
+    """``named`` and every transform they reach through ``<subtransform>``, in order."""
+    out: list[str] = []
+    todo = list(named)
+    while todo:
+        name = todo.pop(0)
+        if name not in out:
+            out.append(name)
+            todo += subs.get(name, [])
+    return out
 
 
 def _reason(exc: Exception) -> str:

@@ -186,10 +186,13 @@ class Transform(BaseModel):
         found = self._registry.get(name) if self._registry is not None else None
         return found or self._beside.get(name)
 
+    def subtransforms(self) -> list[str]:
+        """The classes this transform's ``<subtransform>`` actions name."""
+        return sorted({a.class_name for a in _every(self.actions) if a.type == "subtransform"})
+
     def missing_subtransforms(self) -> list[str]:
         """The classes this transform's ``<subtransform>`` actions name that it cannot find."""
-        named = {a.class_name for a in _every(self.actions) if a.type == "subtransform"}
-        return sorted(n for n in named if self.find_subtransform(n) is None)
+        return [n for n in self.subtransforms() if self.find_subtransform(n) is None]
 
     @property
     def functions(self) -> Mapping[str, Callable[..., Any]]:

@@ -359,3 +359,32 @@ def test_validate_names_a_subtransform_that_is_not_beside_the_production(folder:
     (folder / "Demo.DTL.Names.cls").write_text(dtl)
     with pytest.raises(ProductionError, match=r"subtransform Demo\.DTL\.Missing is not loaded"):
         load_production(folder / "Demo.Production.cls")
+
+
+def test_import_iris_lists_the_subtransforms_a_routers_transforms_call(folder: Path) -> None:
+    # Given a DTL that calls another through <subtransform>, both exported beside the production
+    (folder / "Demo.DTL.Names.cls").write_text(
+        DTL.replace(
+            "<assign value='##class(Demo.Util.Helper).Upper(source.{PID:5.1})' "
+            "property='target.{PID:5.1}'/>\n<assign value='..Tag(..Lookup(\"Sex\", "
+            "source.{PID:8}))' property='target.{PID:8}'/>",
+            "<subtransform class='Demo.DTL.Sub' sourceObj='source' targetObj='target'/>",
+        )
+    )
+    (folder / "Demo.DTL.Sub.cls").write_text(
+        DTL.replace("Demo.DTL.Names", "Demo.DTL.Sub").replace(
+            "<assign value='##class(Demo.Util.Helper).Upper(source.{PID:5.1})' "
+            "property='target.{PID:5.1}'/>\n<assign value='..Tag(..Lookup(\"Sex\", "
+            "source.{PID:8}))' property='target.{PID:8}'/>",
+            "<assign value='\"SUB\"' property='target.{PID:5.2}'/>",
+        )
+    )
+    out = folder / "out"
+    names = ("Demo.Production.cls", "Demo.Rule.cls", "Demo.DTL.Names.cls", "Demo.DTL.Sub.cls")
+    assert main(["import-iris", *[str(folder / n) for n in names], "-o", str(out)]) == 0
+    # Then the converted router lists both, so it finds the sub-transform (validate passes)
+    converted = load_production(out / "Demo.Production.yaml")
+    assert converted.item("Router").settings["transforms"] == [
+        "transforms/Demo.DTL.Names.yaml",
+        "transforms/Demo.DTL.Sub.yaml",
+    ]
