@@ -28,7 +28,13 @@ import re
 from typing import Any
 
 from hie.errors import ConfigError
-from hie.rules.object_paths import parse_object_path, split_arguments, string_end
+from hie.rules.object_paths import (
+    closing,
+    code_chars,
+    parse_object_path,
+    split_arguments,
+    string_end,
+)
 
 __all__ = ["INSTEAD", "translate_code"]
 
@@ -353,20 +359,7 @@ def _assign(prop: str, value: str, action: str, key: str, line: int) -> dict[str
 
 def _assignment_at(item: str) -> int:
     """Where the ``=`` of ``name = value`` is (the first one outside brackets), or -1."""
-    depth, i = 0, 0
-    while i < len(item):
-        c = item[i]
-        if c == '"':
-            i = string_end(item, i)
-            continue
-        if c in "({":
-            depth += 1
-        elif c in ")}":
-            depth -= 1
-        elif c == "=" and depth == 0:
-            return i
-        i += 1
-    return -1
+    return next((i for i, c, depth in code_chars(item) if c == "=" and depth == 0), -1)
 
 
 def _is_target(text: str) -> bool:
@@ -385,31 +378,9 @@ def _method_call(call: str) -> tuple[str, str, str] | None:
     parenthesis closes at the end (arguments may call methods too)."""
     if not call.endswith(")"):
         return None
-    depth, i = 0, 0
-    while i < len(call):
-        c = call[i]
-        if c == '"':
-            i = string_end(call, i)
-            continue
-        if c == "(":
-            m = _METHOD_END.search(call, 0, i + 1) if depth == 0 else None
-            depth += 1
-            if m is not None and _closes_at_end(call, i):
+    for i, c, depth in code_chars(call):
+        if c == "(" and depth == 1:  # a top-level parenthesis
+            m = _METHOD_END.search(call, 0, i + 1)
+            if m is not None and closing(call, i) == len(call) - 1:
                 return call[: m.start()], m.group(1), call[i + 1 : -1]
-        elif c == ")":
-            depth -= 1
-        i += 1
     return None
-
-
-def _closes_at_end(call: str, open_at: int) -> bool:
-    depth, i = 0, open_at
-    while i < len(call):
-        if call[i] == '"':
-            i = string_end(call, i)
-            continue
-        depth += {"(": 1, ")": -1}.get(call[i], 0)
-        if depth == 0:
-            return i == len(call) - 1
-        i += 1
-    return False

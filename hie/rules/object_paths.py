@@ -25,6 +25,7 @@ import itertools
 import re
 import string
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -39,6 +40,8 @@ __all__ = [
     "Value",
     "child",
     "class_calls",
+    "closing",
+    "code_chars",
     "compile_value",
     "field_name",
     "parse_object_path",
@@ -237,19 +240,34 @@ def _path_at(
     return ObjectPath(text[owner_start:pos], owner, tuple(steps)), pos, None
 
 
-def _closing(text: str, open_at: int, where: str) -> int:
-    """The index of the parenthesis closing the one at ``open_at`` (strings skipped)."""
-    depth = 0
-    i = open_at
+def code_chars(text: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """The characters of ObjectScript ``text`` from ``start`` outside string literals, each with
+    the bracket depth after it (``(`` and ``{`` open, ``)`` and ``}`` close): the one scanner
+    the code readers share."""
+    depth, i = 0, start
     while i < len(text):
         c = text[i]
         if c == '"':
             i = string_end(text, i)
             continue
-        depth += {"(": 1, ")": -1}.get(c, 0)
-        if depth == 0:
-            return i
+        if c in "({":
+            depth += 1
+        elif c in ")}":
+            depth -= 1
+        yield i, c, depth
         i += 1
+
+
+def closing(text: str, open_at: int) -> int | None:
+    """The index of the bracket closing the one at ``open_at``, or None."""
+    return next((i for i, _, depth in code_chars(text, open_at) if depth == 0), None)
+
+
+def _closing(text: str, open_at: int, where: str) -> int:
+    """The index of the parenthesis closing the one at ``open_at`` (strings skipped)."""
+    found = closing(text, open_at)
+    if found is not None:
+        return found
     raise ConfigError(f"{where + ': ' if where else ''}{text!r}: '(' is not closed")
 
 
@@ -269,20 +287,11 @@ def string_end(text: str, i: int) -> int:
 def split_arguments(text: str) -> list[str]:
     """``text`` split at top-level commas (not inside strings, parentheses or braces)."""
     parts: list[str] = []
-    depth, start, i = 0, 0, 0
-    while i < len(text):
-        c = text[i]
-        if c == '"':
-            i = string_end(text, i)
-            continue
-        if c in "({":
-            depth += 1
-        elif c in ")}":
-            depth -= 1
-        elif c == "," and depth == 0:
+    start = 0
+    for i, c, depth in code_chars(text):
+        if c == "," and depth == 0:
             parts.append(text[start:i].strip())
             start = i + 1
-        i += 1
     if text.strip() or parts:
         parts.append(text[start:].strip())
     return parts

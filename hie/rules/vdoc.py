@@ -35,6 +35,7 @@ from pydantic import BaseModel
 
 from hie.errors import ConfigError
 from hie.rules.functions import to_number, to_str
+from hie.rules.paths import Index, Step
 
 __all__ = [
     "ALL",
@@ -49,18 +50,11 @@ __all__ = [
 #: Index meaning every element: ``()`` or ``(*)``.
 ALL: Final = "*"
 
-Index = int | str | None  # a position, ALL, a variable name, or None (not given)
+#: One ``name(index)`` step of a tree path: the step of virtual property paths.
+TreeStep = Step
 
 _STEP = re.compile(r"\s*([^.:()\s]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*")
 _VARIABLE = re.compile(r"[A-Za-z%][A-Za-z0-9%]*")
-
-
-@dataclass(frozen=True)
-class TreeStep:
-    """One ``name(index)`` step of a tree path."""
-
-    name: str
-    index: Index = None
 
 
 @dataclass(frozen=True)
