@@ -339,7 +339,10 @@ class HTTPServer(HTTPListener):
             self.stats.busy += 1
             reason = "a target queue is full; the message was not accepted, send it again later"
             return Answer.text(503, reason, Retry_After=str(BUSY_RETRY_AFTER))
-        saves = [SaveRequest(e, "queued", event="received", item=e.target) for e in envelopes]
+        saves = [
+            SaveRequest(e, "queued", event="received", item=e.target, new_session=True)
+            for e in envelopes
+        ]
         try:
             await self.committer.submit_many_async(saves)
         except HIEError as exc:

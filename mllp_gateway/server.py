@@ -163,7 +163,12 @@ class GatewayServer(Listener):
         accept = None if plan.accept_code is None else (plan.accept_code, None)
         saves = [
             SaveRequest(
-                e, "queued", event="received", item=e.target, ack=accept if i == 0 else None
+                e,
+                "queued",
+                event="received",
+                item=e.target,
+                ack=accept if i == 0 else None,
+                new_session=True,
             )
             for i, e in enumerate(envelopes)
         ]

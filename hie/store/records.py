@@ -95,6 +95,9 @@ class SaveRequest:
     #: The ACK (code, text) the sender gets once this commits: recorded in the same transaction
     #: (an ``ack_sent`` event), not in one of its own afterwards.
     ack: tuple[str, str | None] | None = None
+    #: The envelope's session begins with this save (a gateway's new message): no body of it
+    #: can be stored yet, so none is looked for to share.
+    new_session: bool = False
 
 
 class SaveOptions(TypedDict, total=False):
@@ -108,6 +111,7 @@ class SaveOptions(TypedDict, total=False):
     event: str | None
     item: str | None
     ack: tuple[str, str | None] | None
+    new_session: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,7 +297,8 @@ class HotWrites:
             return {}
         found: dict[tuple[str, str, str], int] = {}
         keys = list(wanted)
-        for chunk in chunks(keys):
+        # A session that begins in this transaction has no stored body to share yet.
+        for chunk in chunks([k for k in keys if not wanted[k].request.new_session]):
             sessions = sorted({k[0] for k in chunk})
             hashes = sorted({k[1] for k in chunk})
             sql = self._m(

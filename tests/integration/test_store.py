@@ -139,6 +139,36 @@ def test_large_body_is_stored_once_for_routed_copies(store: MessageStore) -> Non
     assert store.load(copies[1].message_id).body == big
 
 
+def test_a_new_session_stores_its_body_once_without_looking_for_one(store: MessageStore) -> None:
+    # Given a gateway's new message for two targets: one session, one body
+    first = hl7_envelope(target="A")
+    second = first.model_copy(update={"message_id": uuid4(), "target": "B"})
+    statements: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    # When both are saved as the first saves of their session
+    event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        store.save_many([SaveRequest(e, new_session=True) for e in (first, second)])
+    finally:
+        event.remove(store.engine, "before_cursor_execute", note)
+
+    # Then one body row serves both, found without a read of the bodies table
+    assert store.header(first.message_id).body_id == store.header(second.message_id).body_id
+    assert count(store, BODIES) == 1
+    assert store.load(second.message_id).body == first.body
+    assert any(s.startswith("INSERT INTO bodies") for s in statements)
+    assert not [s for s in statements if s.startswith("SELECT") and "FROM bodies" in s]
+
+    # And a routed copy saved later in the session still shares it
+    copy = first.model_copy(update={"message_id": uuid4(), "target": "C"})
+    store.save(copy)
+    assert store.header(copy.message_id).body_id == store.header(first.message_id).body_id
+    assert count(store, BODIES) == 1
+
+
 def test_same_content_in_another_session_gets_its_own_body(store: MessageStore) -> None:
     first, second = hl7_envelope(), hl7_envelope()
     store.save_many([first, second])
