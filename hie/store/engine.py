@@ -39,7 +39,10 @@ def is_sqlite_memory(url: URL) -> bool:
     return is_sqlite(url) and url.database in (None, "", ":memory:")
 
 
-def _sqlite_file(url: URL) -> Path | None:
+def sqlite_file(url: URL) -> Path | None:
+    """The database file of a SQLite ``url`` (None: in memory, a ``file:`` URI, or not SQLite)."""
+    if not is_sqlite(url):
+        return None
     if is_sqlite_memory(url) or url.query.get("uri") or (url.database or "").startswith("file:"):
         return None
     return Path(url.database or "")
@@ -58,9 +61,10 @@ def _install_sqlite_events(
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
-            # With WAL, NORMAL loses at most the last transactions on power loss, never corrupts;
-            # FULL (``durable``) syncs the log at every commit, so a commit survives a power cut.
-            cursor.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            # With WAL, NORMAL loses at most the last transactions on power loss, never corrupts.
+            # A ``durable`` store syncs the log itself after each commit, outside the write lock
+            # (``Database._sync_log``): as safe as FULL, without every writer waiting for the disk.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             if durable:
                 # A commit that runs a checkpoint copies the log into the database: milliseconds
                 # an ACK would wait for. The workers' connections checkpoint at the default
@@ -126,9 +130,11 @@ def build_engine(
 ) -> Engine:
     """A new engine for ``url`` with the store's connection settings.
 
-    ``durable``: every commit is synced to disk before it returns, so a commit survives a power
-    cut. Otherwise (the workers' hop records) a crash of the machine may lose the last few
-    commits but never corrupts: SQLite ``synchronous=NORMAL`` in WAL mode, PostgreSQL
+    ``durable``: every commit is synced to disk before the store's write returns, so a commit
+    survives a power cut (PostgreSQL: ``synchronous_commit`` on; SQLite: the store syncs the
+    log right after the commit, outside the write lock, ``Database._sync_log``). Otherwise
+    (the workers' hop records) a crash of the machine may lose the last few commits but never
+    corrupts: SQLite ``synchronous=NORMAL`` in WAL mode, PostgreSQL
     ``synchronous_commit=off`` (the server flushes its log within ``wal_writer_delay``, 200 ms by
     default). Those messages are still queued or in progress in the store and run again.
     """
@@ -149,7 +155,7 @@ def build_engine(
         )
         _install_sqlite_events(engine, busy_timeout_ms, wal=False)
         return engine
-    path = _sqlite_file(url)
+    path = sqlite_file(url)
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -55,15 +57,51 @@ def test_missing_parent_folder_is_created_and_pragmas_are_set(store: MessageStor
     }
 
 
-def test_a_durable_store_syncs_every_commit(tmp_path: Path) -> None:
-    # Given the store the gateway opens (its commit gates an ACK)
-    durable = MessageStore(f"sqlite:///{tmp_path / 'hie.db'}", durable=True)
+def test_a_durable_store_syncs_the_log_after_every_commit_outside_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the store the gateway opens (its commit gates an ACK), on a migrated file
+    path = tmp_path / "hie.db"
+    MessageStore(f"sqlite:///{path}").migrate()
+    durable = MessageStore(f"sqlite:///{path}", durable=True)
+    real_fsync, synced = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        # What the sync sees: which file, whether the message is committed already, and
+        # whether another writer could take the write lock meanwhile (busy_timeout 0)
+        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+            lock_free = True
+        except sqlite3.OperationalError:
+            lock_free = False
+        rows = other.execute("SELECT count(*) FROM messages").fetchone()[0]
+        other.close()
+        synced.append((os.readlink(f"/proc/self/fd/{fd}"), rows, lock_free))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     try:
+        # When a message is saved
+        durable.save(Envelope.wrap(ADT, target="Router"), event="received")
+        # Then the log was synced once, after the commit, with the write lock already free
+        assert synced == [(f"{path}-wal", 1, True)]
+        # And the commit itself does not wait for the disk (NORMAL is 1; the sync above does)
         with durable.engine.connect() as conn:
-            # Then each commit syncs the log (synchronous FULL is 2), not only at checkpoints
-            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
     finally:
         durable.dispose()
+
+
+def test_a_worker_store_leaves_syncing_to_checkpoints(
+    store: MessageStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    store.save(Envelope.wrap(ADT, target="Router"), event="received")
+    assert synced == []
 
 
 def test_migrated_schema_matches_the_models(store: MessageStore) -> None:
