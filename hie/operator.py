@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
-from uuid import uuid4
 
 from hie.errors import ConfigError
+from hie.messages import new_id
 from hie.store import Status
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def resend(
     headers = {k: v for k, v in original.headers.items() if k not in _NOT_COPIED}
     copy = original.model_copy(
         update={
-            "message_id": uuid4(),
+            "message_id": new_id(),
             "parent_id": original.message_id,
             "target": to,
             "created_at": datetime.now(UTC),

@@ -34,6 +34,19 @@ def test_envelope_round_trips_model_and_hl7_bodies_through_the_wire() -> None:
     assert hl7.body_type == BODY_HL7 and Envelope.wrap("plain").body_type == BODY_TEXT
 
 
+def test_message_and_session_ids_are_time_ordered_uuid7() -> None:
+    # Ids that grow with time keep the store's id indexes appending at their end
+    made = [Envelope.wrap("x") for _ in range(2_000)]
+    made += [m.child("y", target="Op", source="Router") for m in made[-3:]]
+    ids = [e.message_id for e in made]
+    assert {i.version for i in ids} == {7}
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    # Stored as text, they sort the same way
+    assert [str(i) for i in ids] == sorted(str(i) for i in ids)
+    sessions = [e.session_id for e in made[:2_000]]
+    assert {s.version for s in sessions} == {7} and sessions == sorted(sessions)
+
+
 def test_child_and_reply_keep_session_and_correlate() -> None:
     parent = Envelope.wrap("x", priority=8, key="p1")
     child = parent.child("y", target="Op", source="Router")
