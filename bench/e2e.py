@@ -20,6 +20,9 @@ process group in var/bench/.
 
     .venv/bin/python bench/e2e.py [--connections 4] [--duration 20] [--rounds 3] [--mix]
         [--database-url postgresql+psycopg2://postgres@127.0.0.1:5432/test] [--profile]
+
+Two versions of HIE against each other: ``--systems HIE --half-rate R --scaling 0`` from each
+checkout in turn (``path/to/checkout/bench/e2e.py``: its own code runs), alternating.
 """
 
 from __future__ import annotations
@@ -632,6 +635,15 @@ def main() -> None:
         "--gateway-processes", type=int, default=1, help="processes of the HL7TCPService item"
     )
     p.add_argument("--scaling", type=int, default=2, help="router-alone rounds (0: skip)")
+    p.add_argument(
+        "--half-rate", type=float, help="messages/s of the half mode (default: half HIE's max)"
+    )
+    p.add_argument(
+        "--systems",
+        default="HIE,B3,B2,B1",
+        help="which to measure (HIE alone: to compare two checkouts, run each one's bench/e2e.py "
+        "in turn; the half rate comes from HIE's first max round)",
+    )
     p.add_argument("--scaling-messages", type=int, default=1000)
     p.add_argument("--drain-timeout", type=float, default=60.0)
     p.add_argument("--profile", action="store_true", help="py-spy profiles into var/bench/")
@@ -645,13 +657,15 @@ def main() -> None:
     started = time.monotonic()
     try:
         bench.start_hie()
-        bench.start_baselines()
+        systems = [s for s in ("HIE", "B3", "B2", "B1") if s in args.systems.split(",")]
+        if systems != ["HIE"]:
+            bench.start_baselines()
         print(f"set up in {time.monotonic() - started:.0f} s; tmp {bench.tmp}", flush=True)
-        half = 0.0
+        half = args.half_rate or 0.0
         rates = {"max": 0.0, "low": args.low_rate}
         for rnd in range(args.rounds):
             for mode in ("max", "half", "low"):
-                for system in ("HIE", "B3", "B2", "B1"):
+                for system in systems:
                     if mode == "low" and system in ("B1", "B2"):
                         continue
                     m = bench.measure(system, mode, rnd, rates.get(mode, half))
@@ -663,7 +677,7 @@ def main() -> None:
                         f"{s['e2e_p50_ms']:.1f}/{s['e2e_p99_ms']:.1f} ms",
                         flush=True,
                     )
-                    if system == "HIE" and mode == "max" and rnd == 0:
+                    if system == "HIE" and mode == "max" and rnd == 0 and not args.half_rate:
                         half = round(m.acked / m.window / 2, 1)
                         print(f"    half load for every system: {half} msg/s", flush=True)
         for _ in range(args.scaling):
