@@ -140,6 +140,11 @@ class StoreError(HIEError):
     """The message store cannot save or load."""
 
 
+class StoreSyncError(StoreError):
+    """A durable store committed but could not sync its log to disk: the commit may not survive
+    a power cut, so nothing that waited on it may be acknowledged."""
+
+
 class ManagerNotRunningError(HIEError):
     """No manager answers for the production asked about: it is not running, or it hung up."""
 

@@ -9,7 +9,6 @@ as a ``StoreError`` naming what was being done.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +21,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from hie.errors import StoreError
+from hie.errors import StoreError, StoreSyncError
 from hie.store.engine import READ_ONLY, EngineHolder, parse_url, sqlite_file
+from hie.store.log_sync import LogSync
 from hie.store.writes import HotWrites
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -88,8 +88,9 @@ class Database:
             echo=echo,
         )
         self._hot = HotWrites(self.url.get_backend_name(), production)
-        #: A durable SQLite store syncs its log after each commit, outside the write lock.
-        self._log_to_sync = sqlite_file(self.url) if durable else None
+        # A durable SQLite store syncs its log after each commit, outside the write lock.
+        path = sqlite_file(self.url) if durable else None
+        self._log = None if path is None else LogSync(path)
 
     @property
     def where(self) -> str:
@@ -174,40 +175,12 @@ class Database:
     def _write(self, what: str) -> Iterator[Connection]:
         with self._wrap_errors(what), self.engine.begin() as conn:
             yield conn
-        if self._log_to_sync is not None:
-            self._sync_log(what)
-
-    def _sync_log(self, what: str) -> None:
-        """Make the transaction that just committed survive a power cut (durable SQLite).
-
-        SQLite's ``synchronous=FULL`` syncs the write-ahead log inside the commit, while the
-        store's one write lock is held: every worker then waits for the disk too. The durable
-        store commits with ``NORMAL`` and syncs the log here instead, once the lock is free:
-        the commit's frames were written to the log before the lock was released, so once this
-        returns they are on disk, with every frame before them. A checkpoint that copied them
-        into the database file meanwhile synced it first (SQLite syncs around every
-        checkpoint); with no log left, the database file is synced. Nothing that waits on this
-        (an ACK, the publish that hands the message to workers) happens before it returns.
-
-        Raises:
-            StoreError: the disk did not take it; the commit may not survive a power cut.
-        """
-        database = self._log_to_sync
-        assert database is not None
-        for path in (database.with_name(database.name + "-wal"), database):
+        if self._log is not None:
+            # Committed; on disk before anyone is told (see ``hie.store.log_sync``).
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                raise StoreError(f"cannot {what}: cannot open {path} to sync it: {exc}") from exc
-            try:
-                os.fsync(fd)
-            except OSError as exc:
-                raise StoreError(f"cannot {what}: syncing {path} failed: {exc}") from exc
-            finally:
-                os.close(fd)
-            return
+                self._log.sync()
+            except StoreSyncError as exc:
+                raise StoreSyncError(f"{what}: committed, but {exc}") from exc
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:

@@ -49,7 +49,11 @@ def sqlite_file(url: URL) -> Path | None:
 
 
 def _install_sqlite_events(
-    engine: Engine, busy_timeout_ms: int, wal: bool, durable: bool = False
+    engine: Engine,
+    busy_timeout_ms: int,
+    wal: bool,
+    durable: bool = False,
+    syncs_after_commit: bool = False,
 ) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -62,9 +66,11 @@ def _install_sqlite_events(
         if wal:
             cursor.execute("PRAGMA journal_mode=WAL")
             # With WAL, NORMAL loses at most the last transactions on power loss, never corrupts.
-            # A ``durable`` store syncs the log itself after each commit, outside the write lock
-            # (``Database._sync_log``): as safe as FULL, without every writer waiting for the disk.
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            # A durable store on a file HIE can name syncs the log itself after each commit,
+            # outside the write lock (``hie.store.log_sync``); one given as a ``file:`` URI keeps
+            # FULL (the log synced inside each commit).
+            full = durable and not syncs_after_commit
+            cursor.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
             if durable:
                 # A commit that runs a checkpoint copies the log into the database: milliseconds
                 # an ACK would wait for. The workers' connections checkpoint at the default
@@ -132,7 +138,7 @@ def build_engine(
 
     ``durable``: every commit is synced to disk before the store's write returns, so a commit
     survives a power cut (PostgreSQL: ``synchronous_commit`` on; SQLite: the store syncs the
-    log right after the commit, outside the write lock, ``Database._sync_log``). Otherwise
+    log right after the commit, outside the write lock, ``hie.store.log_sync``). Otherwise
     (the workers' hop records) a crash of the machine may lose the last few commits but never
     corrupts: SQLite ``synchronous=NORMAL`` in WAL mode, PostgreSQL
     ``synchronous_commit=off`` (the server flushes its log within ``wal_writer_delay``, 200 ms by
@@ -174,7 +180,9 @@ def build_engine(
         connect_args={"check_same_thread": False},
         echo=echo,
     )
-    _install_sqlite_events(engine, busy_timeout_ms, wal=True, durable=durable)
+    _install_sqlite_events(
+        engine, busy_timeout_ms, wal=True, durable=durable, syncs_after_commit=path is not None
+    )
     return engine
 
 

@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Self, Unpack
 
-from hie.errors import StoreError
+from hie.errors import StoreError, StoreSyncError
 from hie.messages import Envelope
 from hie.store.records import AckRecord, SaveOptions, SaveRequest
 from hie.store.store import MessageStore
@@ -184,6 +184,15 @@ class GroupCommitter:
         try:
             self.store.write_batch([r for p in saves for r in p.requests], acks)
         # Any failure, not only StoreError, must reach the callers waiting on these futures.
+        except StoreSyncError as exc:
+            # Committed but maybe not on disk: none of it may be acknowledged, and saving them
+            # again one by one would only meet their own rows. The senders keep their messages
+            # (AE) and send them again; the copies stored here wait, queued, for the sweeper.
+            self.transactions += 1
+            log.critical("%s; %d message(s) not acknowledged", exc, len(saves))
+            for pending in saves:
+                self._fail(pending, exc)
+            return []
         except Exception as exc:
             self.transactions += 1
             if len(saves) + len(acks) == 1:

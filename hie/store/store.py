@@ -25,11 +25,12 @@ class MessageStore(Recording, Queries, Retention):
         pool_size: connections kept open per process.
         max_overflow: extra connections allowed under load.
         busy_timeout_ms: how long a SQLite writer waits for the write lock before failing.
-        durable: every commit is on disk when it returns (SQLite ``synchronous=FULL``,
-            PostgreSQL ``synchronous_commit=on``), for writes that take custody of a message (the
-            gateway's before its ACK, a service's). Otherwise a power cut may lose the last few
-            commits, never corrupts them (SQLite ``NORMAL``, PostgreSQL ``synchronous_commit=off``):
-            for hop records, which a restart replays.
+        durable: every commit is on disk when it returns (SQLite: the log synced right after
+            each commit, ``hie.store.log_sync``; PostgreSQL ``synchronous_commit=on``), for
+            writes that take custody of a message (the gateway's before its ACK, a service's).
+            Otherwise a power cut may lose the last few commits, never corrupts them (SQLite
+            ``NORMAL``, PostgreSQL ``synchronous_commit=off``): for hop records, which a restart
+            replays.
         echo: log every SQL statement (debugging only).
         production: the production this process serves: its new messages and counters carry
             it, and what the store is asked (what waits, what is stale, counts, searches) is

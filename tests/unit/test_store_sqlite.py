@@ -19,9 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from hie.errors import StoreError
+from hie.errors import StoreError, StoreSyncError
 from hie.messages import BODY_HL7, Envelope
-from hie.store import HopRecord, ItemCounters, MessageStore, Status
+from hie.store import GroupCommitter, HopRecord, ItemCounters, MessageStore, Status
 from hie.store.hl7_fields import check_path, field_matches, msh_type_and_control_id
 from hie.store.models import EVENTS, MESSAGES, Base
 
@@ -57,19 +57,13 @@ def test_missing_parent_folder_is_created_and_pragmas_are_set(store: MessageStor
     }
 
 
-def test_a_durable_store_syncs_the_log_after_every_commit_outside_the_write_lock(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given the store the gateway opens (its commit gates an ACK), on a migrated file
-    path = tmp_path / "hie.db"
-    MessageStore(f"sqlite:///{path}").migrate()
-    durable = MessageStore(f"sqlite:///{path}", durable=True)
-    real_fsync, synced = os.fsync, []
+def _record_syncs(monkeypatch: pytest.MonkeyPatch, database: Path) -> list[tuple[str, int, bool]]:
+    """Every ``os.fdatasync`` from Python, with what it saw: the file, how many messages another
+    connection reads, and whether another writer could take the write lock (busy_timeout 0)."""
+    real, synced = os.fdatasync, []
 
-    def fsync(fd: int) -> None:
-        # What the sync sees: which file, whether the message is committed already, and
-        # whether another writer could take the write lock meanwhile (busy_timeout 0)
-        other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    def fdatasync(fd: int) -> None:
+        other = sqlite3.connect(database, timeout=0, isolation_level=None)
         try:
             other.execute("BEGIN IMMEDIATE")
             other.execute("ROLLBACK")
@@ -79,17 +73,90 @@ def test_a_durable_store_syncs_the_log_after_every_commit_outside_the_write_lock
         rows = other.execute("SELECT count(*) FROM messages").fetchone()[0]
         other.close()
         synced.append((os.readlink(f"/proc/self/fd/{fd}"), rows, lock_free))
-        real_fsync(fd)
+        real(fd)
 
-    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return synced
+
+
+def test_a_durable_store_syncs_the_log_after_every_commit_outside_the_write_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the store the gateway opens (its commit gates an ACK), on a migrated file
+    path = tmp_path / "hie.db"
+    MessageStore(f"sqlite:///{path}").migrate()
+    durable = MessageStore(f"sqlite:///{path}", durable=True)
+    synced = _record_syncs(monkeypatch, path)
     try:
-        # When a message is saved
-        durable.save(Envelope.wrap(ADT, target="Router"), event="received")
-        # Then the log was synced once, after the commit, with the write lock already free
-        assert synced == [(f"{path}-wal", 1, True)]
+        # When two messages are saved, one after the other
+        for _ in range(2):
+            durable.save(Envelope.wrap(ADT, target="Router"), event="received")
+        # Then the log was synced after each commit, with the write lock already free
+        wal = os.path.realpath(f"{path}-wal")
+        assert synced == [(wal, 1, True), (wal, 2, True)]
         # And the commit itself does not wait for the disk (NORMAL is 1; the sync above does)
         with durable.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    finally:
+        durable.dispose()
+
+
+def test_the_log_synced_is_the_one_sqlite_writes_when_the_store_path_is_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a store whose path is a symbolic link to the real file elsewhere
+    (tmp_path / "data").mkdir()
+    real, link = tmp_path / "data" / "real.db", tmp_path / "hie.db"
+    MessageStore(f"sqlite:///{real}").migrate()
+    link.symlink_to(real)
+    durable = MessageStore(f"sqlite:///{link}", durable=True)
+    synced = _record_syncs(monkeypatch, real)
+    try:
+        durable.save(Envelope.wrap(ADT, target="Router"), event="received")
+        # Then the log SQLite named after the real file is synced, never the database file
+        assert Path(f"{real}-wal").exists() and not Path(f"{link}-wal").exists()
+        assert [s[0] for s in synced] == [os.path.realpath(f"{real}-wal")]
+    finally:
+        durable.dispose()
+
+
+def test_a_durable_store_given_as_a_uri_keeps_syncing_inside_the_commit(tmp_path: Path) -> None:
+    # A file: URI names no path the store can sync itself: SQLite's FULL does it (2)
+    durable = MessageStore(f"sqlite:///file:{tmp_path / 'hie.db'}?uri=true", durable=True)
+    try:
+        with durable.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    finally:
+        durable.dispose()
+
+
+def test_a_failed_sync_acknowledges_nothing_and_is_not_retried_message_by_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a durable store whose disk refuses to sync (EIO)
+    path = tmp_path / "hie.db"
+    MessageStore(f"sqlite:///{path}").migrate()
+    durable = MessageStore(f"sqlite:///{path}", durable=True)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", broken)
+    try:
+        # When two messages are submitted together to the group committer
+        with GroupCommitter(durable, max_delay_ms=50) as committer:
+            futures = [committer.submit(Envelope.wrap(ADT, target="Router")) for _ in range(2)]
+            errors = [f.exception(timeout=10) for f in futures]
+        # Then neither may be acknowledged, and the error says what happened (saved again one
+        # by one, each would have failed on its own row instead: a plain StoreError)
+        assert all(isinstance(e, StoreSyncError) for e in errors), errors
+        assert "committed, but syncing" in str(errors[0]) and "Input/output error" in str(errors[0])
+        # And what was committed is there once, queued for the sweeper
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT count(*), min(status) FROM messages").fetchone() == (
+                2,
+                "queued",
+            )
     finally:
         durable.dispose()
 
@@ -98,8 +165,8 @@ def test_a_worker_store_leaves_syncing_to_checkpoints(
     store: MessageStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[int] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    real_sync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real_sync(fd))[1])
     store.save(Envelope.wrap(ADT, target="Router"), event="received")
     assert synced == []
 
