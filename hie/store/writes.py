@@ -297,8 +297,10 @@ class HotWrites:
             return {}
         found: dict[tuple[str, str, str], int] = {}
         keys = list(wanted)
-        # A session that begins in this transaction has no stored body to share yet.
-        for chunk in chunks([k for k in keys if not wanted[k].request.new_session]):
+        # A session that begins in this transaction has no stored body to share yet: look only
+        # for bodies some save of the key does not say so of.
+        stored_before = {p.body_key for p in prepared if not p.request.new_session}
+        for chunk in chunks([k for k in keys if k in stored_before]):
             sessions = sorted({k[0] for k in chunk})
             hashes = sorted({k[1] for k in chunk})
             sql = self._m(
