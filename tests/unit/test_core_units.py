@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 from pydantic import ValidationError
@@ -45,6 +46,33 @@ def test_message_and_session_ids_are_time_ordered_uuid7() -> None:
     assert [str(i) for i in ids] == sorted(str(i) for i in ids)
     sessions = [e.session_id for e in made[:2_000]]
     assert {s.version for s in sessions} == {7} and sessions == sorted(sessions)
+
+
+def _ids_in_a_fork(conn: Any) -> None:
+    conn.send([str(Envelope.wrap("x").message_id) for _ in range(2_000)])
+    conn.close()
+
+
+def test_forked_workers_do_not_repeat_each_others_ids() -> None:
+    # Celery's prefork children are forks: each must draw its own ids, also within one millisecond
+    import multiprocessing
+
+    Envelope.wrap("warm the generator up in the parent")
+    ctx = multiprocessing.get_context("fork")
+    pipes = [ctx.Pipe(duplex=False) for _ in range(2)]
+    children = [ctx.Process(target=_ids_in_a_fork, args=(w,)) for _, w in pipes]
+    for child in children:
+        child.start()
+    mine = {str(Envelope.wrap("x").message_id) for _ in range(2_000)}
+    theirs = [set(r.recv()) for r, _ in pipes]
+    for child in children:
+        child.join(10)
+    assert all(len(t) == 2_000 for t in theirs)
+    assert not (mine & theirs[0]) and not (mine & theirs[1]) and not (theirs[0] & theirs[1])
+    # Nor their random parts (the 74 bits after the time): a random state copied by the fork
+    # would repeat them, and only a different millisecond would keep the ids apart
+    random_parts = [{UUID(i).int & ((1 << 74) - 1) for i in ids} for ids in (mine, *theirs)]
+    assert not (random_parts[0] & random_parts[1]) and not (random_parts[1] & random_parts[2])
 
 
 def test_child_and_reply_keep_session_and_correlate() -> None:
