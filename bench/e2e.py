@@ -649,6 +649,8 @@ def main() -> None:
     p.add_argument("--profile", action="store_true", help="py-spy profiles into var/bench/")
     p.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
     args = p.parse_args()
+    if "HIE" not in args.systems.split(",") and not args.half_rate:
+        p.error("without HIE in --systems, give --half-rate (the half mode's rate comes from HIE)")
     print(f"machine: {parts.machine()}; load average {os.getloadavg()}", flush=True)
     print(f"args: {vars(args)}", flush=True)
     bench = Bench(args)

@@ -79,10 +79,13 @@ def durability(folder: Path, n: int, clients: int, rounds: int = 3) -> None:
                 f"sqlite:///{folder / f'dur{rnd}{case}.db'}", durable=case == "durable"
             )
             if case == "FULL":
+                # As the gateway's store was before: FULL, checkpoints as rare as the durable's
                 event.listen(
                     store.engine,
                     "connect",
-                    lambda conn, _record: conn.execute("PRAGMA synchronous=FULL"),
+                    lambda conn, _record: conn.executescript(
+                        "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=10000;"
+                    ),
                 )
             store.migrate()
             latencies: list[float] = []
