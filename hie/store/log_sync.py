@@ -45,6 +45,8 @@ class LogSync:
 
     def __init__(self, database: Path) -> None:
         self.database = database
+        #: The log's path, resolved at the first sync (the database file exists by then).
+        self._path: Path | None = None
         self._lock = threading.Lock()
         self._fd: int | None = None
         #: (pid, device, inode) of the file ``_fd`` was opened on.
@@ -56,7 +58,9 @@ class LogSync:
         Raises:
             StoreSyncError: the log could not be synced (its commits may not survive a power cut).
         """
-        path = log_path(self.database)
+        path = self._path
+        if path is None:
+            path = self._path = log_path(self.database)
         with self._lock:
             try:
                 st = os.stat(path)
