@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,18 @@ def test_missing_parent_folder_is_created_and_pragmas_are_set(store: MessageStor
     }
 
 
+@contextmanager
+def _durable(database: Path, url_path: Path | None = None) -> Iterator[MessageStore]:
+    """The store the gateway opens (its commit gates an ACK) on ``database``, migrated first;
+    opened through ``url_path`` when given (a link to it, say)."""
+    MessageStore(f"sqlite:///{database}").migrate()
+    durable = MessageStore(f"sqlite:///{url_path or database}", durable=True)
+    try:
+        yield durable
+    finally:
+        durable.dispose()
+
+
 def _record_syncs(monkeypatch: pytest.MonkeyPatch, database: Path) -> list[tuple[str, int, bool]]:
     """Every ``os.fdatasync`` from Python, with what it saw: the file, how many messages another
     connection reads, and whether another writer could take the write lock (busy_timeout 0)."""
@@ -84,10 +97,8 @@ def test_a_durable_store_syncs_the_log_after_every_commit_outside_the_write_lock
 ) -> None:
     # Given the store the gateway opens (its commit gates an ACK), on a migrated file
     path = tmp_path / "hie.db"
-    MessageStore(f"sqlite:///{path}").migrate()
-    durable = MessageStore(f"sqlite:///{path}", durable=True)
-    synced = _record_syncs(monkeypatch, path)
-    try:
+    with _durable(path) as durable:
+        synced = _record_syncs(monkeypatch, path)
         # When two messages are saved, one after the other
         for _ in range(2):
             durable.save(Envelope.wrap(ADT, target="Router"), event="received")
@@ -97,8 +108,6 @@ def test_a_durable_store_syncs_the_log_after_every_commit_outside_the_write_lock
         # And the commit itself does not wait for the disk (NORMAL is 1; the sync above does)
         with durable.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
-    finally:
-        durable.dispose()
 
 
 def test_the_log_synced_is_the_one_sqlite_writes_when_the_store_path_is_a_link(
@@ -107,17 +116,13 @@ def test_the_log_synced_is_the_one_sqlite_writes_when_the_store_path_is_a_link(
     # Given a store whose path is a symbolic link to the real file elsewhere
     (tmp_path / "data").mkdir()
     real, link = tmp_path / "data" / "real.db", tmp_path / "hie.db"
-    MessageStore(f"sqlite:///{real}").migrate()
     link.symlink_to(real)
-    durable = MessageStore(f"sqlite:///{link}", durable=True)
-    synced = _record_syncs(monkeypatch, real)
-    try:
+    with _durable(real, url_path=link) as durable:
+        synced = _record_syncs(monkeypatch, real)
         durable.save(Envelope.wrap(ADT, target="Router"), event="received")
         # Then the log SQLite named after the real file is synced, never the database file
         assert Path(f"{real}-wal").exists() and not Path(f"{link}-wal").exists()
         assert [s[0] for s in synced] == [os.path.realpath(f"{real}-wal")]
-    finally:
-        durable.dispose()
 
 
 def test_a_durable_store_given_as_a_uri_keeps_syncing_inside_the_commit(tmp_path: Path) -> None:
@@ -135,14 +140,12 @@ def test_a_failed_sync_acknowledges_nothing_and_is_not_retried_message_by_messag
 ) -> None:
     # Given a durable store whose disk refuses to sync (EIO)
     path = tmp_path / "hie.db"
-    MessageStore(f"sqlite:///{path}").migrate()
-    durable = MessageStore(f"sqlite:///{path}", durable=True)
 
     def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(os, "fdatasync", broken)
-    try:
+    with _durable(path) as durable:
+        monkeypatch.setattr(os, "fdatasync", broken)
         # When two messages are submitted together to the group committer
         with GroupCommitter(durable, max_delay_ms=50) as committer:
             futures = [committer.submit(Envelope.wrap(ADT, target="Router")) for _ in range(2)]
@@ -153,12 +156,8 @@ def test_a_failed_sync_acknowledges_nothing_and_is_not_retried_message_by_messag
         assert "committed, but syncing" in str(errors[0]) and "Input/output error" in str(errors[0])
         # And what was committed is there once, queued for the sweeper
         with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT count(*), min(status) FROM messages").fetchone() == (
-                2,
-                "queued",
-            )
-    finally:
-        durable.dispose()
+            rows = conn.execute("SELECT count(*), min(status) FROM messages").fetchone()
+        assert rows == (2, "queued")
 
 
 def test_a_worker_store_leaves_syncing_to_checkpoints(
