@@ -77,7 +77,8 @@ class LogSync:
                     self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                     opened = os.fstat(self._fd)  # the file opened, if replaced since the look
                     self._opened = (key[0], opened.st_dev, opened.st_ino)
-                os.fdatasync(self._fd)
+                # fdatasync as SQLite itself uses; fsync where there is none (macOS).
+                getattr(os, "fdatasync", os.fsync)(self._fd)
             except FileNotFoundError:
                 return  # removed between the look and the open: see above
             except OSError as exc:
