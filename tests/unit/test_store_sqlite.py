@@ -92,6 +92,12 @@ def _record_syncs(monkeypatch: pytest.MonkeyPatch, database: Path) -> list[tuple
     return synced
 
 
+_needs_proc = pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="which file was synced is read from /proc (Linux)"
+)
+
+
+@_needs_proc
 def test_a_durable_store_syncs_the_log_after_every_commit_outside_the_write_lock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -110,6 +116,7 @@ def test_a_durable_store_syncs_the_log_after_every_commit_outside_the_write_lock
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
 
 
+@_needs_proc
 def test_the_log_synced_is_the_one_sqlite_writes_when_the_store_path_is_a_link(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
