@@ -65,7 +65,7 @@ def new_id() -> UUID:
     Time-ordered ids keep the store's writes local: every index on a message or session id
     takes new rows at its end, where random (version 4) ids landed each row on a different page
     of every such index, so a batch of N messages wrote N scattered pages per index (measured
-    with ``bench/e2e.py``: 20-29 % more messages/s end to end on SQLite with these ids).
+    with ``bench/e2e.py``, same run, alternating: 12-28 % more messages/s end to end on SQLite).
     """
     return uuid7()
 
